@@ -1,0 +1,57 @@
+# ouro.c: `make` builds everything, `make test` runs every test. See `make help`.
+#
+#   make PORTABLE=1    no -march=native (a binary that runs on any CPU of the same architecture)
+#   make NO_OPENMP=1   single-threaded build without OpenMP (also what happens when the compiler
+#                      has no OpenMP); the tests pass either way
+#   make CC=clang      another compiler (gcc vectorises our kernels best, so it is the default)
+
+CC = gcc
+OPT = -O3 -march=native
+ifeq ($(PORTABLE),1)
+OPT = -O3
+endif
+CFLAGS = $(OPT) -std=gnu11 -Wall -Wextra
+LDLIBS = -lm
+
+# OpenMP when the compiler supports it
+ifneq ($(NO_OPENMP),1)
+OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
+endif
+ifeq ($(OMP),)
+CFLAGS += -Wno-unknown-pragmas
+endif
+
+# Every program is one translation unit that includes the .c files it needs (llm.c style),
+# so each depends on all sources.
+SOURCES = $(wildcard *.c *.h tinystories/*.c)
+PROGRAMS = test_all test_all64
+
+.PHONY: all test asan clean help
+all: $(PROGRAMS)
+
+test_all: $(SOURCES)
+	$(CC) $(CFLAGS) $(OMP) -o $@ test_all.c $(LDLIBS)
+
+# the same tests in double precision: the gradient check is tight there
+test_all64: $(SOURCES)
+	$(CC) $(CFLAGS) $(OMP) -DOURO_DOUBLE -o $@ test_all.c $(LDLIBS)
+
+test: test_all test_all64
+	./test_all64
+	./test_all
+
+# the tests under AddressSanitizer and UndefinedBehaviorSanitizer
+asan: $(SOURCES)
+	$(CC) -O1 -g -std=gnu11 -Wall -Wextra $(OMP) -fsanitize=address,undefined -fno-omit-frame-pointer \
+	    -fno-sanitize-recover=undefined -o test_all_asan test_all.c $(LDLIBS)
+	./test_all_asan
+
+clean:
+	rm -f $(PROGRAMS) test_all_asan
+
+help:
+	@echo "make            build everything ($(PROGRAMS))"
+	@echo "make test       run every test (double-precision model tests, then all tests)"
+	@echo "make asan       run the tests under AddressSanitizer and UBSan"
+	@echo "make clean      remove what make built"
+	@echo "options: PORTABLE=1 (no -march=native), NO_OPENMP=1, CC=..."

@@ -1,0 +1,1214 @@
+// ouro.c: a looped language model (LoopLM, the "Ouro" models of arXiv 2510.25741) in one file.
+//
+// One stack of L transformer layers is applied T times with the same weights. After every step
+// t a shared LM head reads the state (logits_t) and an exit gate gives the probability of
+// stopping there. Training (Stage I) minimises the expected cross-entropy over exit steps minus
+// an entropy bonus; Stage II trains the gate alone. The spec is docs/LOOPLM.md (a copy of the
+// project's model sheet); the notation is the same everywhere:
+//     B batch, S sequence length, N = B*S tokens, d width, H heads, hd = d/H head size,
+//     F SwiGLU width, V vocabulary, L layers, T recurrent steps (loops).
+//
+// Reading order (each part is a forward/backward pair of free functions on flat arrays):
+//   1. configuration and its validation
+//   2. parameters: one allocation carved into named tensors, initialisation
+//   3. the building blocks: matmul, RMSNorm, RoPE, attention, SwiGLU, embedding
+//   4. the LoopLM read-outs: LM head + cross-entropy, exit gate, exit distribution, both losses
+//   5. activations: one allocation carved into named tensors, with a leading step dimension
+//   6. ouro_forward / ouro_backward: the loop over steps, once each way
+//   7. metrics, AdamW with gradient clipping, checkpoint and export files
+//
+// All tensors are `real`: float, or double when built with -DOURO_DOUBLE. The double build exists
+// for the gradient check in test_all.c, where central differences are then accurate to ~1e-8
+// instead of ~1e-3, so the check can be tight. Programs include this file (llm.c style).
+#ifndef OURO_C
+#define OURO_C
+
+#include "common.h"
+#include <float.h>
+#include <stddef.h>
+#include <tgmath.h>  // exp, log, sqrt pick the float or double version from the argument type
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifdef OURO_DOUBLE
+typedef double real;
+#else
+typedef float real;
+#endif
+
+int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+// True inside a parallel region: kernels called from one (attention runs one head per thread)
+// then stay on their thread instead of nesting.
+int in_parallel(void) {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return 0;
+#endif
+}
+
+// ----------------------------------------------------------------------------
+// 1. configuration
+
+#define OURO_MAX_T 32                  // recurrent steps a model may be trained with
+#define OURO_MAX_STEPS (2 * OURO_MAX_T) // evaluation may run up to 2T steps (extrapolation)
+
+// The shape of a model. Stored verbatim (40 bytes) in checkpoint and export headers.
+typedef struct {
+    int V;            // vocabulary size
+    int d;            // model width
+    int H;            // attention heads; head size hd = d / H
+    int F;            // SwiGLU hidden width
+    int L;            // physical layers in the shared stack
+    int T;            // recurrent steps: the stack is applied T times
+    int max_seq_len;  // longest sequence: sizes the RoPE table
+    int tied;         // 1: the LM head is the token embedding matrix
+    float rope_theta; // RoPE base (10000)
+    float norm_eps;   // RMSNorm epsilon (1e-6)
+} Config;
+_Static_assert(sizeof(Config) == 40, "Config is a file header field: it must stay 40 bytes");
+
+Config config_default(void) {
+    Config c = {.V = 512, .d = 128, .H = 4, .F = 344, .L = 2, .T = 4, .max_seq_len = 256,
+                .tied = 0, .rope_theta = 10000.0f, .norm_eps = 1e-6f};
+    return c;
+}
+
+// Returns 0 if the config describes a model this code can build, else -1 with ouro_error set.
+// `where` names the source (a file or "config") in the message.
+int config_validate(const Config *c, const char *where) {
+    if (c->V < 2 || c->V > 65536) return fail(where, "vocabulary size V=%d must be in [2, 65536] (tokens are uint16)", c->V);
+    if (c->d < 2 || c->H < 1 || c->F < 1 || c->L < 1 || c->max_seq_len < 1)
+        return fail(where, "sizes must be positive (d=%d H=%d F=%d L=%d max_seq_len=%d)", c->d, c->H, c->F, c->L, c->max_seq_len);
+    if (c->T < 1 || c->T > OURO_MAX_T) return fail(where, "recurrent steps T=%d must be in [1, %d]", c->T, OURO_MAX_T);
+    if (c->d % c->H != 0) return fail(where, "width d=%d is not divisible by the head count H=%d", c->d, c->H);
+    if ((c->d / c->H) % 2 != 0) return fail(where, "head size d/H=%d must be even for RoPE", c->d / c->H);
+    if (c->max_seq_len > (1 << 20)) return fail(where, "max_seq_len=%d is larger than 2^20", c->max_seq_len);
+    if (c->tied != 0 && c->tied != 1) return fail(where, "tied must be 0 or 1, got %d", c->tied);
+    if (!(c->rope_theta > 1.0f) || !isfinite(c->rope_theta)) return fail(where, "rope_theta=%g must be > 1", c->rope_theta);
+    if (!(c->norm_eps > 0.0f) || !(c->norm_eps < 1.0f)) return fail(where, "norm_eps=%g must be in (0, 1)", c->norm_eps);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// 2. parameters
+//
+// Sixteen tensors in one allocation. Per-layer weights are stacked with a leading L dimension:
+// layer l's Q projection is wq + l*d*d. Gradients and the two AdamW moments use the same layout,
+// so "element i of the parameters" means the same weight in all four arrays.
+
+enum {
+    P_EMBED, P_WQ, P_WK, P_WV, P_WO,
+    P_NORM_ATTN_PRE, P_NORM_ATTN_POST, P_NORM_MLP_PRE, P_NORM_MLP_POST,
+    P_MLP_GATE, P_MLP_UP, P_MLP_DOWN,
+    P_NORM_FINAL, P_HEAD, P_EXIT_W, P_EXIT_B,
+    N_PARAM_TENSORS
+};
+
+static const char *const param_names[N_PARAM_TENSORS] = {
+    "embed", "wq", "wk", "wv", "wo",
+    "norm_attn_pre", "norm_attn_post", "norm_mlp_pre", "norm_mlp_post",
+    "mlp_gate", "mlp_up", "mlp_down",
+    "norm_final", "head", "exit_w", "exit_b",
+};
+
+// Weight decay applies to matrices only (not to norm weights or the exit gate).
+static const int param_is_matrix[N_PARAM_TENSORS] = {1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 1, 0, 0};
+
+typedef struct {
+    real *embed;           // (V, d)    token embedding
+    real *wq, *wk, *wv;    // (L, d, d) attention projections, out = x @ w^T
+    real *wo;              // (L, d, d) attention output projection
+    real *norm_attn_pre;   // (L, d)    the four RMSNorm weights of the sandwich layer
+    real *norm_attn_post;  // (L, d)
+    real *norm_mlp_pre;    // (L, d)
+    real *norm_mlp_post;   // (L, d)
+    real *mlp_gate;        // (L, F, d) SwiGLU: down( silu(x @ gate^T) * (x @ up^T) )
+    real *mlp_up;          // (L, F, d)
+    real *mlp_down;        // (L, d, F)
+    real *norm_final;      // (d)       RMSNorm after every step
+    real *head;            // (V, d)    LM head; when tied it points at embed (no storage)
+    real *exit_w;          // (d)       exit gate z = h . exit_w + exit_b
+    real *exit_b;          // (1)
+} Params;
+
+// Number of elements of each tensor; returns -1 if the total overflows size_t.
+int param_sizes(const Config *c, size_t sizes[N_PARAM_TENSORS], size_t *total) {
+    size_t V = c->V, d = c->d, F = c->F, L = c->L, dd, Ldd, Ld, LFd, Vd;
+    if (size_mul(d, d, &dd) || size_mul(L, dd, &Ldd) || size_mul(L, d, &Ld) ||
+        size_mul(d, F, &LFd) || size_mul(L, LFd, &LFd) || size_mul(V, d, &Vd))
+        return fail("config", "parameter count overflows size_t");
+    size_t s[N_PARAM_TENSORS] = {Vd, Ldd, Ldd, Ldd, Ldd, Ld, Ld, Ld, Ld, LFd, LFd, LFd,
+                                 d, c->tied ? 0 : Vd, d, 1};
+    size_t sum = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        sizes[i] = s[i];
+        if (size_add(sum, s[i], &sum)) return fail("config", "parameter count overflows size_t");
+    }
+    if (sum > SIZE_MAX / (4 * sizeof(real))) return fail("config", "parameters (%zu) too many to allocate", sum);
+    *total = sum;
+    return 0;
+}
+
+// Points the fields of p at consecutive slices of memory.
+void params_carve(Params *p, real *memory, const size_t sizes[N_PARAM_TENSORS], int tied) {
+    real **ptrs[N_PARAM_TENSORS] = {
+        &p->embed, &p->wq, &p->wk, &p->wv, &p->wo,
+        &p->norm_attn_pre, &p->norm_attn_post, &p->norm_mlp_pre, &p->norm_mlp_post,
+        &p->mlp_gate, &p->mlp_up, &p->mlp_down,
+        &p->norm_final, &p->head, &p->exit_w, &p->exit_b,
+    };
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        *ptrs[i] = memory;
+        memory += sizes[i];
+    }
+    if (tied) p->head = p->embed;  // so the head's gradient lands in the embedding's
+}
+
+// The tensor i of a parameter-shaped array (parameters, gradients or a moment).
+real *param_tensor(real *memory, const size_t sizes[N_PARAM_TENSORS], int i) {
+    for (int j = 0; j < i; j++) memory += sizes[j];
+    return memory;
+}
+
+// ----------------------------------------------------------------------------
+// the model object
+
+// Hyperparameters of the two training objectives (LOOPLM.md §3).
+typedef struct {
+    float beta;   // Stage I entropy bonus (0.1)
+    float k;      // Stage II sharpness of the "continue" target (50)
+    float gamma;  // Stage II improvement threshold in nats (0.005)
+} Objective;
+
+typedef enum { OURO_EVAL, OURO_STAGE1, OURO_STAGE2 } OuroMode;
+
+// What ouro_forward measured (means over the N tokens of the batch).
+typedef struct {
+    int n_steps;                  // steps run; ce[] has that many entries
+    double ce[OURO_MAX_STEPS];    // mean CE_t at each step t (index t-1)
+    double p[OURO_MAX_T];         // mean exit probability p(t) over tokens
+    double loss_stage1;           // mean of sum_t p(t) CE_t - beta H(p)
+    double loss_stage2;           // the Stage II gate loss
+    double expected_ce;           // mean of sum_t p(t) CE_t
+    double entropy;               // mean H(p) in nats
+    double mean_exit_step;        // mean of sum_t t p(t), steps counted from 1
+} Metrics;
+
+typedef struct LayerActs LayerActs;
+typedef struct Acts Acts;
+
+typedef struct {
+    Config cfg;
+    Objective obj;
+    size_t param_sizes[N_PARAM_TENSORS];
+    size_t n_params;
+    real *params_memory;  Params params;
+    real *grads_memory;   Params grads;  // NULL until the first training forward
+    real *adam_m, *adam_v;               // AdamW first and second moments, same layout
+    uint64_t step;                       // optimizer steps taken (bias correction, schedules)
+    real *rope_cos, *rope_sin;           // (max_seq_len, hd/2)
+    // activations of the last forward; allocated for batch_cap sequences of seq_cap tokens
+    int batch_cap, seq_cap;
+    real *acts_memory;
+    Acts *acts;
+    int *inputs, *targets;               // (N) copies of the last batch
+    int B, S, n_steps;                   // shape of the last forward
+    OuroMode mode;
+    Metrics metrics;
+} Ouro;
+
+void rope_table_fill(Ouro *m) {
+    const Config *c = &m->cfg;
+    int half = c->d / c->H / 2;
+    for (int pos = 0; pos < c->max_seq_len; pos++)
+        for (int i = 0; i < half; i++) {
+            // frequency theta^(-2i/hd): element i pairs with element i + hd/2 (rotate-half)
+            double freq = pow((double)c->rope_theta, -2.0 * i / (2.0 * half));
+            m->rope_cos[(size_t)pos * half + i] = (real)cos(pos * freq);
+            m->rope_sin[(size_t)pos * half + i] = (real)sin(pos * freq);
+        }
+}
+
+// Allocates a model with the given shape (parameters uninitialised). Returns 0 or -1.
+int ouro_build(Ouro *m, const Config *cfg) {
+    memset(m, 0, sizeof *m);
+    if (config_validate(cfg, "config")) return -1;
+    m->cfg = *cfg;
+    m->obj = (Objective){.beta = 0.1f, .k = 50.0f, .gamma = 0.005f};
+    if (param_sizes(cfg, m->param_sizes, &m->n_params)) return -1;
+    m->params_memory = xmalloc(m->n_params * sizeof(real));
+    params_carve(&m->params, m->params_memory, m->param_sizes, cfg->tied);
+    size_t rope;
+    if (size_mul((size_t)cfg->max_seq_len, (size_t)(cfg->d / cfg->H / 2), &rope) ||
+        rope > SIZE_MAX / sizeof(real))
+        return fail("config", "RoPE table size overflows");
+    m->rope_cos = xmalloc(rope * sizeof(real));
+    m->rope_sin = xmalloc(rope * sizeof(real));
+    rope_table_fill(m);
+    return 0;
+}
+
+// Initialisation (documented choice):
+//   matrices ~ normal(0, 0.02); RMSNorm weights 1; exit gate 0, so lambda = sigmoid(0) = 0.5.
+// GPT-2 also scales residual output projections (wo, mlp_down) down with depth, because each
+// adds its output to the residual stream. Here every sub-block output passes through its own
+// RMSNorm (the sandwich layer) before it is added, which removes that scale, so the same 0.02
+// is used for every matrix.
+void ouro_init_params(Ouro *m, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        real *w = param_tensor(m->params_memory, m->param_sizes, i);
+        for (size_t j = 0; j < m->param_sizes[i]; j++)
+            w[j] = param_is_matrix[i] ? (real)(0.02 * rng_normal(&rng)) : (real)(i == P_EXIT_W || i == P_EXIT_B ? 0 : 1);
+    }
+}
+
+// Allocates and initialises a fresh model. Returns 0 or -1 (bad config).
+int ouro_init(Ouro *m, const Config *cfg, uint64_t seed) {
+    if (ouro_build(m, cfg)) return -1;
+    ouro_init_params(m, seed);
+    return 0;
+}
+
+// Gradient and AdamW buffers, allocated on the first training step.
+void ouro_alloc_training(Ouro *m) {
+    if (m->grads_memory) return;
+    m->grads_memory = xcalloc(m->n_params, sizeof(real));
+    m->adam_m = xcalloc(m->n_params, sizeof(real));
+    m->adam_v = xcalloc(m->n_params, sizeof(real));
+    params_carve(&m->grads, m->grads_memory, m->param_sizes, m->cfg.tied);
+}
+
+void ouro_zero_grad(Ouro *m) {
+    ouro_alloc_training(m);
+    memset(m->grads_memory, 0, m->n_params * sizeof(real));
+}
+
+// ----------------------------------------------------------------------------
+// 3. building blocks
+
+// C (M,N) = op(A) (M,K) . op(B) (K,N), or C += ... when accumulate is 1.
+// Row-major with row strides lda, ldb, ldc. op(A) = A stored (M,K) when transA is 0, and A^T
+// with A stored (K,M) when transA is 1; the same for B. Every linear layer and every attention
+// product in this file is one call. The sum over K always runs in the same order, so results
+// do not depend on the number of threads.
+void matmul(real *C, int ldc, const real *A, int lda, int transA,
+                   const real *B, int ldb, int transB, int M, int N, int K, int accumulate) {
+    #pragma omp parallel for if (!in_parallel() && (long)M * N * K > 32768)
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            real sum = accumulate ? C[(size_t)i * ldc + j] : 0;
+            for (int k = 0; k < K; k++) {
+                real a = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                real b = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                sum += a * b;
+            }
+            C[(size_t)i * ldc + j] = sum;
+        }
+    }
+}
+
+// Linear layer without bias: out (N, OC) = x (N, C) @ w^T, w (OC, C).
+void linear_forward(real *out, const real *x, const real *w, int N, int C, int OC) {
+    matmul(out, OC, x, C, 0, w, C, 1, N, OC, C, 0);
+}
+
+// Given dout (N, OC): dx (N, C) += dout @ w (or = when accumulate_dx is 0) and dw += dout^T @ x.
+void linear_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
+                            int N, int C, int OC, int accumulate_dx) {
+    if (dx) matmul(dx, C, dout, OC, 0, w, C, 0, N, C, OC, accumulate_dx);
+    if (dw) matmul(dw, C, dout, OC, 1, x, C, 0, OC, C, N, 1);
+}
+
+// out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps)      x, out: (N, d)  w: (d)  rstd: (N)
+void rmsnorm_forward(real *out, real *rstd, const real *x, const real *w, int N, int d, real eps) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const real *xn = x + (size_t)n * d;
+        real ss = 0;
+        for (int j = 0; j < d; j++) ss += xn[j] * xn[j];
+        real r = 1 / sqrt(ss / d + eps);
+        rstd[n] = r;
+        for (int j = 0; j < d; j++) out[(size_t)n * d + j] = xn[j] * r * w[j];
+    }
+}
+
+// Given dout, add into dx and dw. With u = x * r (r = rstd), out = u * w:
+//   dw += sum_n dout * u
+//   du  = dout * w
+//   dx += r * (du - u * mean(du * u))    the mean term is r's dependence on x:
+//                                         dr/dx_j = -r^3 x_j / d = -r u_j / d
+void rmsnorm_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
+                             const real *rstd, int N, int d) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const real *xn = x + (size_t)n * d, *dn = dout + (size_t)n * d;
+        real r = rstd[n], dot = 0;
+        for (int j = 0; j < d; j++) dot += dn[j] * w[j] * xn[j] * r;
+        dot /= d;
+        for (int j = 0; j < d; j++) dx[(size_t)n * d + j] += r * (dn[j] * w[j] - xn[j] * r * dot);
+    }
+    // dw sums over tokens: one thread per column keeps the order of the sum fixed.
+    #pragma omp parallel for
+    for (int j = 0; j < d; j++) {
+        real s = 0;
+        for (int n = 0; n < N; n++) s += dout[(size_t)n * d + j] * x[(size_t)n * d + j] * rstd[n];
+        dw[j] += s;
+    }
+}
+
+// RoPE, rotate-half convention, in place on x (B, S, H, hd) = (N, d). Inside each head, element
+// i pairs with i + hd/2 and the pair is rotated by the angle pos * theta^(-2i/hd):
+//   x'[i]      = x[i] cos - x[i+half] sin
+//   x'[i+half] = x[i+half] cos + x[i] sin
+// The backward is the inverse rotation (the transpose of a rotation): apply with sign = -1.
+void rope_apply(real *x, const real *cosines, const real *sines, int B, int S, int d, int H, int sign) {
+    int hd = d / H, half = hd / 2;
+    #pragma omp parallel for
+    for (int n = 0; n < B * S; n++) {
+        int pos = n % S;
+        const real *c = cosines + (size_t)pos * half, *s = sines + (size_t)pos * half;
+        for (int h = 0; h < H; h++) {
+            real *v = x + (size_t)n * d + h * hd;
+            for (int i = 0; i < half; i++) {
+                real a = v[i], b = v[i + half], sn = sign * s[i];
+                v[i] = a * c[i] - b * sn;
+                v[i + half] = b * c[i] + a * sn;
+            }
+        }
+    }
+}
+
+// Causal self-attention for one (batch, head) pair. q, k, v, y are (S, hd) slices with row
+// stride d; scores is (S, S) scratch.
+//   scores = scale * q k^T, masked to j <= i;  P = softmax over j;  y = P v
+// Only lse (the log-sum-exp of each row, (S)) is saved: backward rebuilds P from it, so memory
+// grows with S, not S^2.
+void attention_head_forward(real *y, real *lse, real *scores, const real *q, const real *k,
+                                   const real *v, int S, int d, int hd) {
+    real scale = 1 / sqrt((real)hd);
+    matmul(scores, S, q, d, 0, k, d, 1, S, S, hd, 0);
+    for (int i = 0; i < S; i++) {
+        real *row = scores + (size_t)i * S, mx = -INFINITY, sum = 0;
+        for (int j = 0; j <= i; j++) mx = fmax(mx, row[j] * scale);
+        for (int j = 0; j <= i; j++) { row[j] = exp(row[j] * scale - mx); sum += row[j]; }
+        for (int j = 0; j <= i; j++) row[j] /= sum;
+        for (int j = i + 1; j < S; j++) row[j] = 0;
+        lse[i] = mx + log(sum);
+    }
+    matmul(y, d, scores, S, 0, v, d, 0, S, hd, S, 0);
+}
+
+// Backward of attention_head_forward. Writes dq, dk, dv (S, hd slices, row stride d).
+//   P = exp(scale * q k^T - lse)   (recomputed; 0 above the diagonal)
+//   dv = P^T dy        dP = dy v^T
+//   softmax backward:  ds_ij = P_ij (dP_ij - sum_k P_ik dP_ik)
+//   scores = scale q k^T, so:  dq = scale ds k,  dk = scale ds^T q
+void attention_head_backward(real *dq, real *dk, real *dv, real *P, real *dP, const real *dy,
+                                    const real *q, const real *k, const real *v, const real *lse,
+                                    int S, int d, int hd) {
+    real scale = 1 / sqrt((real)hd);
+    matmul(P, S, q, d, 0, k, d, 1, S, S, hd, 0);
+    for (int i = 0; i < S; i++) {
+        real *row = P + (size_t)i * S;
+        for (int j = 0; j <= i; j++) row[j] = exp(row[j] * scale - lse[i]);
+        for (int j = i + 1; j < S; j++) row[j] = 0;
+    }
+    matmul(dv, d, P, S, 1, dy, d, 0, S, hd, S, 0);
+    matmul(dP, S, dy, d, 0, v, d, 1, S, S, hd, 0);
+    for (int i = 0; i < S; i++) {
+        real *p = P + (size_t)i * S, *dp = dP + (size_t)i * S, dot = 0;
+        for (int j = 0; j <= i; j++) dot += p[j] * dp[j];
+        for (int j = 0; j < S; j++) dp[j] = j <= i ? scale * p[j] * (dp[j] - dot) : 0;
+    }
+    matmul(dq, d, dP, S, 0, k, d, 0, S, hd, S, 0);
+    matmul(dk, d, dP, S, 1, q, d, 0, S, hd, S, 0);
+}
+
+// Multi-head causal attention over the batch: y (N, d) from q, k, v (N, d), lse (B, H, S).
+// Parallel over batch x head; scratch holds one (S, S) score matrix per thread.
+void attention_forward(real *y, real *lse, real *scratch, const real *q, const real *k,
+                              const real *v, int B, int S, int d, int H, int n_threads) {
+    int hd = d / H;
+    #pragma omp parallel for num_threads(n_threads)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        size_t off = (size_t)b * S * d + (size_t)h * hd;
+        attention_head_forward(y + off, lse + (size_t)bh * S, scratch + (size_t)thread_id() * 2 * S * S,
+                               q + off, k + off, v + off, S, d, hd);
+    }
+}
+
+void attention_backward(real *dq, real *dk, real *dv, real *scratch, const real *dy,
+                               const real *q, const real *k, const real *v, const real *lse,
+                               int B, int S, int d, int H, int n_threads) {
+    int hd = d / H;
+    #pragma omp parallel for num_threads(n_threads)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        size_t off = (size_t)b * S * d + (size_t)h * hd;
+        real *P = scratch + (size_t)thread_id() * 2 * S * S, *dP = P + (size_t)S * S;
+        attention_head_backward(dq + off, dk + off, dv + off, P, dP, dy + off, q + off, k + off,
+                                v + off, lse + (size_t)bh * S, S, d, hd);
+    }
+}
+
+// SwiGLU activation: act = silu(gate) * up, silu(g) = g * sigmoid(g)        all (N, F)
+void swiglu_forward(real *act, const real *gate, const real *up, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) act[i] = gate[i] / (1 + exp(-gate[i])) * up[i];
+}
+
+// d silu(g)/dg = s + g s (1 - s) with s = sigmoid(g), so
+//   dgate = dact * up * s (1 + g (1 - s)),   dup = dact * silu(g)
+void swiglu_backward(real *dgate, real *dup, const real *dact, const real *gate, const real *up, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        real g = gate[i], s = 1 / (1 + exp(-g));
+        dgate[i] = dact[i] * up[i] * s * (1 + g * (1 - s));
+        dup[i] = dact[i] * g * s;
+    }
+}
+
+// out (N, d) = embed[tokens]; backward adds each row's gradient into its token's row.
+void embedding_forward(real *out, const int *tokens, const real *embed, int N, int d) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * d, embed + (size_t)tokens[n] * d, d * sizeof(real));
+}
+
+void embedding_backward(real *dembed, const real *dout, const int *tokens, int N, int d) {
+    for (int n = 0; n < N; n++)  // serial: two tokens may share a row
+        for (int j = 0; j < d; j++) dembed[(size_t)tokens[n] * d + j] += dout[(size_t)n * d + j];
+}
+
+// Residual add with a fresh output: out = a + b  (n elements)
+void residual_forward(real *out, const real *a, const real *b, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+// ----------------------------------------------------------------------------
+// 4. the LoopLM read-outs
+
+// log(sigmoid(z)) = -softplus(-z), written so that neither branch overflows.
+real log_sigmoid(real z) { return z >= 0 ? -log1p(exp(-z)) : z - log1p(exp(z)); }
+real sigmoid(real z) { return 1 / (1 + exp(-z)); }
+
+// LM head and cross-entropy of one step. logits (N, V) = h (N, d) @ head^T; then for each token
+//   ce[n] = logsumexp(logits[n]) - logits[n][target[n]]
+// When dce is given (training), the gradient is formed right here, while the logits exist:
+//   dlogits[n] = dce[n] * (softmax(logits[n]) - onehot(target[n]))
+//   dh (N, d) = dlogits @ head          dhead += dlogits^T @ h
+// so the (N, V) buffer is reused at every step and B*S*V*T logits never exist at once. This is
+// possible because dLoss/dCE_t = p(t)/N is known before the logits: p comes from the exit gate,
+// which reads h, not the logits.
+void lm_head_forward(real *ce, real *dh, real *dhead, real *logits, const real *h, const real *head,
+                            const int *targets, const real *dce, int N, int d, int V) {
+    linear_forward(logits, h, head, N, d, V);
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        real *row = logits + (size_t)n * V, mx = -INFINITY, sum = 0;
+        for (int j = 0; j < V; j++) mx = fmax(mx, row[j]);
+        real target_logit = row[targets[n]];
+        for (int j = 0; j < V; j++) { row[j] = exp(row[j] - mx); sum += row[j]; }
+        ce[n] = mx + log(sum) - target_logit;
+        if (dce) {
+            real scale = dce[n] / sum;
+            for (int j = 0; j < V; j++) row[j] *= scale;
+            row[targets[n]] -= dce[n];
+        }
+    }
+    if (dce) linear_backward(dh, dhead, logits, h, head, N, d, V, 0);
+}
+
+// Exit gate logit, one scalar per token: z (N) = h (N, d) . w (d) + b.
+void exit_gate_forward(real *z, const real *h, const real *w, const real *b, int N, int d) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        real s = b[0];
+        for (int j = 0; j < d; j++) s += h[(size_t)n * d + j] * w[j];
+        z[n] = s;
+    }
+}
+
+// Given dz (N): dh += dz w (when dh is given), dw += sum_n dz h, db += sum_n dz.
+void exit_gate_backward(real *dh, real *dw, real *db, const real *dz, const real *h,
+                               const real *w, int N, int d) {
+    if (dh) {
+        #pragma omp parallel for
+        for (int n = 0; n < N; n++)
+            for (int j = 0; j < d; j++) dh[(size_t)n * d + j] += dz[n] * w[j];
+    }
+    #pragma omp parallel for
+    for (int j = 0; j < d; j++) {
+        real s = 0;
+        for (int n = 0; n < N; n++) s += dz[n] * h[(size_t)n * d + j];
+        dw[j] += s;
+    }
+    real sb = 0;
+    for (int n = 0; n < N; n++) sb += dz[n];
+    db[0] += sb;
+}
+
+// The exit distribution of each token from its gate logits z (T, N), in log space:
+//   log p(t) = logsigmoid(z_t) + sum_{j<t} logsigmoid(-z_j)      t = 1..T-1
+//   log p(T) = sum_{j<T} logsigmoid(-z_j)                         (lambda_T is not used)
+// i.e. p(t) = lambda_t prod_{j<t} (1 - lambda_j), lambda = sigmoid(z). Writes log_p, p (T, N).
+void exit_distribution_forward(real *log_p, real *p, const real *z, int T, int N) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        real log_survive = 0;  // log prod_{j<t} (1 - lambda_j)
+        for (int t = 0; t < T - 1; t++) {
+            log_p[(size_t)t * N + n] = log_sigmoid(z[(size_t)t * N + n]) + log_survive;
+            log_survive += log_sigmoid(-z[(size_t)t * N + n]);
+        }
+        log_p[(size_t)(T - 1) * N + n] = log_survive;
+        for (int t = 0; t < T; t++) p[(size_t)t * N + n] = exp(log_p[(size_t)t * N + n]);
+    }
+}
+
+// Backward of the exit distribution. Given g_t = dLoss/d(log p(t)) (T, N), writes dz (T, N).
+// From the forward, d log p(t)/d z_t = 1 - lambda_t (t < T) and d log p(t)/d z_j = -lambda_j
+// for every j < t, hence
+//   dz_j = g_j (1 - lambda_j) - lambda_j sum_{t>j} g_t         and dz_T = 0.
+void exit_distribution_backward(real *dz, const real *g, const real *z, int T, int N) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        real later = 0;  // sum_{t>j} g_t, built from the back
+        dz[(size_t)(T - 1) * N + n] = 0;
+        later += g[(size_t)(T - 1) * N + n];
+        for (int j = T - 2; j >= 0; j--) {
+            real lambda = sigmoid(z[(size_t)j * N + n]), gj = g[(size_t)j * N + n];
+            dz[(size_t)j * N + n] = gj * (1 - lambda) - lambda * later;
+            later += gj;
+        }
+    }
+}
+
+// Stage I loss of each token and its gradients (LOOPLM.md §3):
+//   loss(n) = sum_t p(t) CE_t - beta H(p) = sum_t p(t) (CE_t + beta log p(t))
+// Its derivatives, scaled by 1/N for the mean over tokens:
+//   dLoss/dCE_t      = p(t) / N                                   (formed before the LM head)
+//   dLoss/dlog p(t)  = p(t) (CE_t + beta log p(t) + beta) / N      (d p/d log p = p)
+// Writes loss_tok (N) and, when given, dlogp (T, N). With beta = 0 this is the expected CE; the
+// difference between the two is exactly beta * H.
+void stage1_loss(real *loss_tok, real *dlogp, const real *ce, const real *log_p,
+                        const real *p, real beta, int T, int N) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        real loss = 0;
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)t * N + n;
+            loss += p[i] * (ce[i] + beta * log_p[i]);
+            if (dlogp) dlogp[i] = p[i] * (ce[i] + beta * log_p[i] + beta) / N;
+        }
+        loss_tok[n] = loss;
+    }
+}
+
+// Stage II: the gate alone learns to stop where one more step stops helping (LOOPLM.md §3).
+// With CE treated as constants, for t = 2..T (index t-1 below):
+//   I_t = max(0, CE_{t-1} - CE_t)             w_t = sigmoid(k (I_t - gamma))  ("continue")
+//   loss = (1/T) sum_t mean_n -( w_t log(1 - lambda_t) + (1 - w_t) log lambda_t )
+// (1/T as printed in the paper, though the sum has T-1 terms; lambda_t is paired with the
+// improvement that step t brought, as printed.) It is a binary cross-entropy with target
+// 1 - w_t for lambda_t, so  dLoss/dz_t = (lambda_t - (1 - w_t)) / (T N).
+// Writes loss_tok (N) and dz (T, N) when given (dz for t = 1 is 0).
+void stage2_loss(real *loss_tok, real *dz, const real *ce, const real *z, real k, real gamma,
+                        int T, int N) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        real loss = 0;
+        if (dz) dz[n] = 0;
+        for (int t = 1; t < T; t++) {
+            size_t i = (size_t)t * N + n;
+            real improvement = fmax(ce[i - N] - ce[i], 0);
+            real w = sigmoid(k * (improvement - gamma)), zt = z[i];
+            loss -= (w * log_sigmoid(-zt) + (1 - w) * log_sigmoid(zt)) / T;
+            if (dz) dz[i] = (sigmoid(zt) - (1 - w)) / ((real)T * N);
+        }
+        loss_tok[n] = loss;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// 5. activations
+//
+// Everything the backward pass reads, for one batch, in one allocation. Per-layer activations
+// have a leading step dimension, (T, L): the same weights run T times, but each step has its own
+// inputs, so each step keeps its own copy. Evaluation may run up to 2T steps (extrapolation);
+// steps beyond T reuse the slots of step t mod T, which is safe because nothing reads them back.
+//
+// Activation memory, in reals per token (N = B*S tokens; the (N, V) logits buffer is shared):
+//   T * [ L * (10 d + 3 F + H + 4)      layer activations at every step
+//         + d + 6 ]                     dh_head, log_p, p, dce, dlogp, dz
+//   + 2T * (d + 3)                      h, rstd_h, z, ce at up to 2T steps
+//   + V + 10 d + 3 F + 3                logits of one step, one layer's backward scratch, emb, losses
+// plus 2 S^2 per thread for attention scores. See acts_bytes_per_token().
+
+struct LayerActs {
+    real *xa;          // (N, d) norm_attn_pre(x), the attention input
+    real *rstd_xa;     // (N)
+    real *q, *k, *v;   // (N, d) projections, q and k after RoPE; head h is columns h*hd..(h+1)*hd-1
+    real *lse;         // (B, H, S) log-sum-exp of each attention row (backward rebuilds P from it)
+    real *att;         // (N, d) attention output, heads side by side
+    real *att_proj;    // (N, d) att @ wo^T, before norm_attn_post
+    real *rstd_att;    // (N)
+    real *x_mid;       // (N, d) x + norm_attn_post(att_proj)
+    real *xm;          // (N, d) norm_mlp_pre(x_mid), the MLP input
+    real *rstd_xm;     // (N)
+    real *gate, *up;   // (N, F) xm @ mlp_gate^T, xm @ mlp_up^T
+    real *act;         // (N, F) silu(gate) * up
+    real *mlp_proj;    // (N, d) act @ mlp_down^T, before norm_mlp_post
+    real *rstd_mlp;    // (N)
+    real *out;         // (N, d) x_mid + norm_mlp_post(mlp_proj): the layer's output
+};
+
+struct Acts {
+    LayerActs *layer;  // (T, L) layer[t * L + l]
+    real *emb;         // (N, d) token embeddings: the input of step 1
+    real *h;           // (2T, N, d) the normed stream after each step: read-out and next step's input
+    real *rstd_h;      // (2T, N)
+    real *z;           // (2T, N) exit-gate logits
+    real *ce;          // (2T, N) cross-entropy at each step
+    real *log_p, *p;   // (T, N) exit distribution
+    real *loss1, *loss2; // (N) Stage I and Stage II loss of each token
+    real *dce;         // (T, N) dLoss/dCE_t (Stage I)
+    real *dlogp;       // (T, N) dLoss/dlog p(t)
+    real *dz;          // (T, N) dLoss/dz_t
+    real *dh_head;     // (T, N, d) gradient into h_t through the LM head, formed in the forward
+    real *logits;      // (N, V) one step's logits (then its dlogits), reused at every step
+    real *attn_scratch;  // (threads, 2, S, S) scores and their gradient, one pair per thread
+    int attn_threads;
+    // backward scratch, reused by every layer and step
+    real *dres, *dres2;  // (N, d) gradient of the residual stream, ping-pong
+    real *dmlp_proj, *dxm, *datt_proj, *datt, *dq, *dk, *dv, *dxa;  // (N, d)
+    real *dact, *dgate, *dup;  // (N, F)
+};
+
+// Carves consecutive tensors out of one block. With base == NULL it only counts, so the same
+// layout function first sizes the block and then, once allocated, hands out the pointers.
+typedef struct { real *base; size_t used; int overflow; } Carver;
+
+real *carve(Carver *cv, size_t rows, size_t cols) {
+    size_t n;
+    if (size_mul(rows, cols, &n) || size_add(cv->used, n, &cv->used)) { cv->overflow = 1; return NULL; }
+    return cv->base ? cv->base + (cv->used - n) : NULL;
+}
+
+void acts_layout(Acts *a, Carver *cv, const Config *c, size_t N, size_t S, int threads) {
+    size_t d = c->d, F = c->F, T = c->T;
+    for (int i = 0; i < c->T * c->L; i++) {
+        LayerActs *la = &a->layer[i];
+        la->xa = carve(cv, N, d);       la->rstd_xa = carve(cv, N, 1);
+        la->q = carve(cv, N, d);        la->k = carve(cv, N, d);        la->v = carve(cv, N, d);
+        la->lse = carve(cv, N, c->H);   la->att = carve(cv, N, d);
+        la->att_proj = carve(cv, N, d); la->rstd_att = carve(cv, N, 1); la->x_mid = carve(cv, N, d);
+        la->xm = carve(cv, N, d);       la->rstd_xm = carve(cv, N, 1);
+        la->gate = carve(cv, N, F);     la->up = carve(cv, N, F);       la->act = carve(cv, N, F);
+        la->mlp_proj = carve(cv, N, d); la->rstd_mlp = carve(cv, N, 1); la->out = carve(cv, N, d);
+    }
+    a->emb = carve(cv, N, d);
+    a->h = carve(cv, 2 * T * N, d);  a->rstd_h = carve(cv, 2 * T, N);
+    a->z = carve(cv, 2 * T, N);      a->ce = carve(cv, 2 * T, N);
+    a->log_p = carve(cv, T, N);      a->p = carve(cv, T, N);
+    a->loss1 = carve(cv, N, 1);      a->loss2 = carve(cv, N, 1);
+    a->dce = carve(cv, T, N);        a->dlogp = carve(cv, T, N);     a->dz = carve(cv, T, N);
+    a->dh_head = carve(cv, T * N, d);
+    a->logits = carve(cv, N, c->V);
+    a->attn_scratch = carve(cv, (size_t)threads * 2 * S, S);
+    a->attn_threads = threads;
+    real **scratch_d[] = {&a->dres, &a->dres2, &a->dmlp_proj, &a->dxm, &a->datt_proj, &a->datt,
+                          &a->dq, &a->dk, &a->dv, &a->dxa};
+    for (size_t i = 0; i < sizeof scratch_d / sizeof *scratch_d; i++) *scratch_d[i] = carve(cv, N, d);
+    a->dact = carve(cv, N, F);  a->dgate = carve(cv, N, F);  a->dup = carve(cv, N, F);
+}
+
+// Activation bytes per token for batches of S-token sequences (the formula above, measured from
+// the layout itself), for one thread of attention scratch.
+double acts_bytes_per_token(const Config *c, int B, int S) {
+    Acts a;
+    a.layer = xcalloc((size_t)c->T * c->L, sizeof(LayerActs));
+    Carver cv = {0};
+    acts_layout(&a, &cv, c, (size_t)B * S, (size_t)S, 1);
+    free(a.layer);
+    return (double)cv.used * sizeof(real) / ((double)B * S);
+}
+
+void acts_free(Ouro *m) {
+    if (m->acts) free(m->acts->layer);
+    free(m->acts);
+    free(m->acts_memory);
+    free(m->inputs);
+    free(m->targets);
+    m->acts = NULL;
+    m->acts_memory = NULL;
+    m->inputs = m->targets = NULL;
+    m->batch_cap = m->seq_cap = 0;
+}
+
+// Makes room for B sequences of S tokens (kept when the current block is large enough).
+int acts_reserve(Ouro *m, int B, int S) {
+    if (m->acts && B <= m->batch_cap && S <= m->seq_cap) return 0;
+    acts_free(m);
+    size_t N = (size_t)B * S;
+    int threads = max_threads();
+    m->acts = xcalloc(1, sizeof(Acts));
+    m->acts->layer = xcalloc((size_t)m->cfg.T * m->cfg.L, sizeof(LayerActs));
+    Carver cv = {0};
+    acts_layout(m->acts, &cv, &m->cfg, N, (size_t)S, threads);
+    if (cv.overflow || cv.used > SIZE_MAX / sizeof(real))
+        return fail("activations", "batch %d x %d needs more memory than size_t can address", B, S);
+    m->acts_memory = xmalloc(cv.used * sizeof(real));
+    cv = (Carver){.base = m->acts_memory};
+    acts_layout(m->acts, &cv, &m->cfg, N, (size_t)S, threads);
+    m->inputs = xmalloc(N * sizeof(int));
+    m->targets = xmalloc(N * sizeof(int));
+    m->batch_cap = B;
+    m->seq_cap = S;
+    return 0;
+}
+
+LayerActs *layer_acts(Ouro *m, int t, int l) {
+    return &m->acts->layer[(t % m->cfg.T) * m->cfg.L + l];
+}
+
+// Step t's read-out h_t (N, d) = the input of step t+1.
+real *step_h(Ouro *m, int t) { return m->acts->h + (size_t)t * m->B * m->S * m->cfg.d; }
+
+// The input of layer l at step t: the embedding, the previous step's h, or the previous layer's out.
+real *layer_input(Ouro *m, int t, int l) {
+    if (l > 0) return layer_acts(m, t, l - 1)->out;
+    return t == 0 ? m->acts->emb : step_h(m, t - 1);
+}
+
+// ----------------------------------------------------------------------------
+// 6. forward and backward
+
+// One sandwich layer (LOOPLM.md §1) at step t:
+//   x_mid = x + norm_attn_post( wo( attention( rope(wq xa), rope(wk xa), wv xa ) ) ),  xa = norm_attn_pre(x)
+//   out   = x_mid + norm_mlp_post( mlp_down( silu(mlp_gate xm) * mlp_up xm ) ),      xm = norm_mlp_pre(x_mid)
+void layer_forward(Ouro *m, int t, int l) {
+    const Config *c = &m->cfg;
+    const Params *p = &m->params;
+    int B = m->B, S = m->S, N = B * S, d = c->d, F = c->F;
+    size_t dd = (size_t)d * d, Fd = (size_t)F * d;
+    LayerActs *a = layer_acts(m, t, l);
+    const real *x = layer_input(m, t, l);
+
+    rmsnorm_forward(a->xa, a->rstd_xa, x, p->norm_attn_pre + l * d, N, d, c->norm_eps);
+    linear_forward(a->q, a->xa, p->wq + l * dd, N, d, d);
+    linear_forward(a->k, a->xa, p->wk + l * dd, N, d, d);
+    linear_forward(a->v, a->xa, p->wv + l * dd, N, d, d);
+    rope_apply(a->q, m->rope_cos, m->rope_sin, B, S, d, c->H, +1);
+    rope_apply(a->k, m->rope_cos, m->rope_sin, B, S, d, c->H, +1);
+    attention_forward(a->att, a->lse, m->acts->attn_scratch, a->q, a->k, a->v, B, S, d, c->H, m->acts->attn_threads);
+    linear_forward(a->att_proj, a->att, p->wo + l * dd, N, d, d);
+    rmsnorm_forward(a->x_mid, a->rstd_att, a->att_proj, p->norm_attn_post + l * d, N, d, c->norm_eps);
+    residual_forward(a->x_mid, x, a->x_mid, (size_t)N * d);
+
+    rmsnorm_forward(a->xm, a->rstd_xm, a->x_mid, p->norm_mlp_pre + l * d, N, d, c->norm_eps);
+    linear_forward(a->gate, a->xm, p->mlp_gate + l * Fd, N, d, F);
+    linear_forward(a->up, a->xm, p->mlp_up + l * Fd, N, d, F);
+    swiglu_forward(a->act, a->gate, a->up, (size_t)N * F);
+    linear_forward(a->mlp_proj, a->act, p->mlp_down + l * Fd, N, F, d);
+    rmsnorm_forward(a->out, a->rstd_mlp, a->mlp_proj, p->norm_mlp_post + l * d, N, d, c->norm_eps);
+    residual_forward(a->out, a->x_mid, a->out, (size_t)N * d);
+}
+
+// Backward of layer_forward. On entry acts->dres holds dLoss/d out; on return dLoss/d x.
+// The residual connections pass dres through unchanged; each sub-block adds its part.
+void layer_backward(Ouro *m, int t, int l) {
+    const Config *c = &m->cfg;
+    const Params *p = &m->params;
+    Params *g = &m->grads;
+    Acts *s = m->acts;
+    int B = m->B, S = m->S, N = B * S, d = c->d, F = c->F;
+    size_t dd = (size_t)d * d, Fd = (size_t)F * d, Nd = (size_t)N * d;
+    LayerActs *a = layer_acts(m, t, l);
+    const real *x = layer_input(m, t, l);
+
+    // MLP half: out = x_mid + norm_mlp_post(mlp_proj), so d x_mid = d out + (path through the MLP)
+    memset(s->dmlp_proj, 0, Nd * sizeof(real));
+    rmsnorm_backward(s->dmlp_proj, g->norm_mlp_post + l * d, s->dres, a->mlp_proj, p->norm_mlp_post + l * d, a->rstd_mlp, N, d);
+    linear_backward(s->dact, g->mlp_down + l * Fd, s->dmlp_proj, a->act, p->mlp_down + l * Fd, N, F, d, 0);
+    swiglu_backward(s->dgate, s->dup, s->dact, a->gate, a->up, (size_t)N * F);
+    linear_backward(s->dxm, g->mlp_gate + l * Fd, s->dgate, a->xm, p->mlp_gate + l * Fd, N, d, F, 0);
+    linear_backward(s->dxm, g->mlp_up + l * Fd, s->dup, a->xm, p->mlp_up + l * Fd, N, d, F, 1);
+    rmsnorm_backward(s->dres, g->norm_mlp_pre + l * d, s->dxm, a->x_mid, p->norm_mlp_pre + l * d, a->rstd_xm, N, d);
+
+    // attention half: x_mid = x + norm_attn_post(att_proj); dres now holds d x_mid
+    memset(s->datt_proj, 0, Nd * sizeof(real));
+    rmsnorm_backward(s->datt_proj, g->norm_attn_post + l * d, s->dres, a->att_proj, p->norm_attn_post + l * d, a->rstd_att, N, d);
+    linear_backward(s->datt, g->wo + l * dd, s->datt_proj, a->att, p->wo + l * dd, N, d, d, 0);
+    attention_backward(s->dq, s->dk, s->dv, s->attn_scratch, s->datt, a->q, a->k, a->v, a->lse, B, S, d, c->H, s->attn_threads);
+    rope_apply(s->dq, m->rope_cos, m->rope_sin, B, S, d, c->H, -1);  // gradients w.r.t. q, k before RoPE
+    rope_apply(s->dk, m->rope_cos, m->rope_sin, B, S, d, c->H, -1);
+    linear_backward(s->dxa, g->wq + l * dd, s->dq, a->xa, p->wq + l * dd, N, d, d, 0);
+    linear_backward(s->dxa, g->wk + l * dd, s->dk, a->xa, p->wk + l * dd, N, d, d, 1);
+    linear_backward(s->dxa, g->wv + l * dd, s->dv, a->xa, p->wv + l * dd, N, d, d, 1);
+    rmsnorm_backward(s->dres, g->norm_attn_pre + l * d, s->dxa, x, p->norm_attn_pre + l * d, a->rstd_xa, N, d);
+}
+
+// After the L layers of step t: h_t = norm_final(stream), the exit-gate logit z_t = h_t . w + b.
+// (The LM head reads h_t later, once the exit distribution is known.)
+void readout_forward(Ouro *m, int t) {
+    const Config *c = &m->cfg;
+    int N = m->B * m->S;
+    real *h = step_h(m, t);
+    rmsnorm_forward(h, m->acts->rstd_h + (size_t)t * N, layer_acts(m, t, c->L - 1)->out,
+                    m->params.norm_final, N, c->d, c->norm_eps);
+    exit_gate_forward(m->acts->z + (size_t)t * N, h, m->params.exit_w, m->params.exit_b, N, c->d);
+}
+
+// Backward of step t's read-outs. On entry dres holds dLoss/dh_t through step t+1; the LM head
+// (dh_head, formed in the forward) and the exit gate (dz_t) add theirs; then the final norm.
+// On return dres holds dLoss/d(stream) before the norm, i.e. d out of the last layer.
+void readout_backward(Ouro *m, int t) {
+    const Config *c = &m->cfg;
+    Acts *s = m->acts;
+    int N = m->B * m->S, d = c->d;
+    size_t Nd = (size_t)N * d;
+    real *h = step_h(m, t), *dh_head = s->dh_head + (size_t)t * Nd;
+    #pragma omp parallel for
+    for (size_t i = 0; i < Nd; i++) s->dres[i] += dh_head[i];
+    exit_gate_backward(s->dres, m->grads.exit_w, m->grads.exit_b, s->dz + (size_t)t * N, h, m->params.exit_w, N, d);
+    memset(s->dres2, 0, Nd * sizeof(real));
+    rmsnorm_backward(s->dres2, m->grads.norm_final, s->dres, layer_acts(m, t, c->L - 1)->out,
+                     m->params.norm_final, s->rstd_h + (size_t)t * N, N, d);
+    real *tmp = s->dres; s->dres = s->dres2; s->dres2 = tmp;
+}
+
+void metrics_compute(Ouro *m);
+
+// Forward pass over B sequences of S tokens (inputs, targets: (B, S) token ids) through n_steps
+// recurrent steps (T <= n_steps <= 2T; beyond T is extrapolation, for evaluation).
+//   OURO_EVAL   losses and metrics only
+//   OURO_STAGE1 also keeps what ouro_backward needs and adds the LM head's gradients (see
+//               lm_head_forward) into m->grads: call ouro_zero_grad first
+//   OURO_STAGE2 also keeps what the gate's gradient needs
+// targets may be NULL in OURO_EVAL (then only h and z are computed). Returns 0 or -1 (bad input).
+int ouro_forward(Ouro *m, const int *inputs, const int *targets, int B, int S, int n_steps, OuroMode mode) {
+    const Config *c = &m->cfg;
+    int T = c->T, L = c->L, d = c->d;
+    if (B < 1 || S < 1 || S > c->max_seq_len)
+        return fail("forward", "batch %d x %d: need B >= 1 and 1 <= S <= max_seq_len (%d)", B, S, c->max_seq_len);
+    if (n_steps < T || n_steps > 2 * T || (mode != OURO_EVAL && n_steps != T))
+        return fail("forward", "n_steps=%d: training runs T=%d steps, evaluation T..2T", n_steps, T);
+    if (mode != OURO_EVAL && !targets) return fail("forward", "training needs targets");
+    if ((size_t)B * S > (size_t)INT32_MAX / (c->V > c->d ? c->V : c->d))
+        return fail("forward", "batch %d x %d is too large", B, S);
+    size_t N = (size_t)B * S;
+    for (size_t i = 0; i < N; i++)
+        if (inputs[i] < 0 || inputs[i] >= c->V || (targets && (targets[i] < 0 || targets[i] >= c->V)))
+            return fail("forward", "token id at position %zu is outside the vocabulary [0, %d)", i, c->V);
+    if (acts_reserve(m, B, S)) return -1;
+    if (mode == OURO_STAGE1) ouro_alloc_training(m);
+    Acts *a = m->acts;
+    m->B = B; m->S = S; m->n_steps = n_steps; m->mode = mode;
+    memcpy(m->inputs, inputs, N * sizeof(int));
+    if (targets) memcpy(m->targets, targets, N * sizeof(int));
+
+    embedding_forward(a->emb, m->inputs, m->params.embed, (int)N, d);
+    for (int t = 0; t < n_steps; t++) {           // the same L layers, T times
+        for (int l = 0; l < L; l++) layer_forward(m, t, l);
+        readout_forward(m, t);                    // final norm -> h_t, exit gate -> z_t
+    }
+    if (!targets) return 0;
+
+    exit_distribution_forward(a->log_p, a->p, a->z, T, (int)N);
+    for (size_t i = 0; i < (size_t)T * N; i++) a->dce[i] = a->p[i] / N;  // dLoss/dCE_t, known already
+    for (int t = 0; t < n_steps; t++) {          // LM head at every step (with its gradient in Stage I)
+        int grad = mode == OURO_STAGE1 && t < T;
+        lm_head_forward(a->ce + t * N, grad ? a->dh_head + t * N * d : NULL, m->grads.head, a->logits,
+                        step_h(m, t), m->params.head, m->targets, grad ? a->dce + t * N : NULL, (int)N, d, c->V);
+    }
+    stage1_loss(a->loss1, mode == OURO_STAGE1 ? a->dlogp : NULL, a->ce, a->log_p, a->p, m->obj.beta, T, (int)N);
+    stage2_loss(a->loss2, mode == OURO_STAGE2 ? a->dz : NULL, a->ce, a->z, m->obj.k, m->obj.gamma, T, (int)N);
+    metrics_compute(m);
+    return 0;
+}
+
+// Adds the gradient of the last forward's loss (Stage I or Stage II) into m->grads.
+void ouro_backward(Ouro *m) {
+    const Config *c = &m->cfg;
+    Acts *a = m->acts;
+    int T = c->T, L = c->L, N = m->B * m->S, d = c->d;
+    if (m->mode == OURO_STAGE2) {
+        // Only the gate learns: z_t = h_t . w + b with h_t fixed, so no trunk backward at all.
+        for (int t = 0; t < T; t++)
+            exit_gate_backward(NULL, m->grads.exit_w, m->grads.exit_b, a->dz + (size_t)t * N, step_h(m, t),
+                               m->params.exit_w, N, d);
+        return;
+    }
+    exit_distribution_backward(a->dz, a->dlogp, a->z, T, N);
+    memset(a->dres, 0, (size_t)N * d * sizeof(real));  // h_T feeds only its own read-outs
+    for (int t = T - 1; t >= 0; t--) {            // mirror of the forward loop
+        readout_backward(m, t);
+        for (int l = L - 1; l >= 0; l--) layer_backward(m, t, l);
+    }
+    embedding_backward(m->grads.embed, a->dres, m->inputs, N, d);
+}
+
+// ----------------------------------------------------------------------------
+// 7. metrics
+
+void metrics_compute(Ouro *m) {
+    const Acts *a = m->acts;
+    int T = m->cfg.T, N = m->B * m->S;
+    Metrics *r = &m->metrics;
+    memset(r, 0, sizeof *r);
+    r->n_steps = m->n_steps;
+    // serial sums in double: the same numbers for any thread count
+    for (int t = 0; t < m->n_steps; t++) {
+        double s = 0;
+        for (int n = 0; n < N; n++) s += a->ce[(size_t)t * N + n];
+        r->ce[t] = s / N;
+    }
+    for (int n = 0; n < N; n++) {
+        r->loss_stage1 += a->loss1[n];
+        r->loss_stage2 += a->loss2[n];
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)t * N + n;
+            r->p[t] += a->p[i];
+            r->expected_ce += a->p[i] * a->ce[i];
+            r->entropy -= a->p[i] * a->log_p[i];
+            r->mean_exit_step += (t + 1) * a->p[i];
+        }
+    }
+    r->loss_stage1 /= N; r->loss_stage2 /= N; r->expected_ce /= N; r->entropy /= N; r->mean_exit_step /= N;
+    for (int t = 0; t < T; t++) r->p[t] /= N;
+}
+
+// Q-exit (LOOPLM.md §4): a token leaves after the first step n with CDF(n) >= q. Step T always
+// ends it, and q = 1 always runs T steps (CDF(n) < 1 for n < T in exact arithmetic; rounding
+// must not make it exit early).
+int qexit_stop(double cdf, double q) { return q < 1 && cdf >= q; }
+
+// For the last forward (with targets): the mean CE when each token is read at its Q-exit step,
+// and the mean number of steps it ran (written to *mean_depth).
+double ouro_qexit_ce(const Ouro *m, double q, double *mean_depth) {
+    const Acts *a = m->acts;
+    int T = m->cfg.T, N = m->B * m->S;
+    double ce = 0, depth = 0;
+    for (int n = 0; n < N; n++) {
+        double cdf = 0;
+        int t = 0;
+        for (; t < T - 1; t++) {
+            cdf += a->p[(size_t)t * N + n];
+            if (qexit_stop(cdf, q)) break;
+        }
+        ce += a->ce[(size_t)t * N + n];
+        depth += t + 1;
+    }
+    *mean_depth = depth / N;
+    return ce / N;
+}
+
+// ----------------------------------------------------------------------------
+// 8. AdamW and gradient clipping
+
+// In Stage II only the gate is trained; everything else stays exactly as it was (no decay).
+int tensor_trainable(OuroMode mode, int i) {
+    return mode != OURO_STAGE2 || i == P_EXIT_W || i == P_EXIT_B;
+}
+
+// Sum of squares of x (n) in fixed chunks, then the chunk sums in order: the same for any
+// number of threads.
+double sum_squares(const real *x, size_t n) {
+    enum { CHUNK = 1 << 16 };
+    size_t n_chunks = (n + CHUNK - 1) / CHUNK;
+    double *partial = xcalloc(n_chunks, sizeof(double)), total = 0;
+    #pragma omp parallel for
+    for (size_t ch = 0; ch < n_chunks; ch++) {
+        double s = 0;
+        size_t end = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
+        for (size_t i = ch * CHUNK; i < end; i++) s += (double)x[i] * x[i];
+        partial[ch] = s;
+    }
+    for (size_t ch = 0; ch < n_chunks; ch++) total += partial[ch];
+    free(partial);
+    return total;
+}
+
+// Global L2 norm of the gradients; when it exceeds max_norm (> 0), scales them down to it.
+// Returns the norm before clipping.
+double ouro_clip_grad(Ouro *m, double max_norm) {
+    double norm = sqrt(sum_squares(m->grads_memory, m->n_params));
+    if (max_norm > 0 && norm > max_norm) {
+        real scale = (real)(max_norm / norm);
+        #pragma omp parallel for
+        for (size_t i = 0; i < m->n_params; i++) m->grads_memory[i] *= scale;
+    }
+    return norm;
+}
+
+// One AdamW step (beta1 0.9, beta2 0.95, eps 1e-8, decoupled weight decay on matrices only):
+//   m = b1 m + (1-b1) g        v = b2 v + (1-b2) g^2
+//   w -= lr * ( (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + wd * w )
+void ouro_adamw(Ouro *m, double lr, double weight_decay) {
+    const double b1 = 0.9, b2 = 0.95, eps = 1e-8;
+    m->step++;
+    double c1 = 1 - pow(b1, (double)m->step), c2 = 1 - pow(b2, (double)m->step);
+    size_t off = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        size_t n = m->param_sizes[i];
+        if (tensor_trainable(m->mode, i)) {
+            real *w = m->params_memory + off, *g = m->grads_memory + off;
+            real *mm = m->adam_m + off, *vv = m->adam_v + off;
+            double wd = param_is_matrix[i] ? weight_decay : 0;
+            #pragma omp parallel for
+            for (size_t j = 0; j < n; j++) {
+                mm[j] = (real)(b1 * mm[j] + (1 - b1) * g[j]);
+                vv[j] = (real)(b2 * vv[j] + (1 - b2) * g[j] * g[j]);
+                double update = (mm[j] / c1) / (sqrt(vv[j] / c2) + eps) + wd * w[j];
+                w[j] = (real)(w[j] - lr * update);
+            }
+        }
+        off += n;
+    }
+}
+
+// The name of the first tensor of a parameter-shaped array holding a NaN or an infinity, or NULL.
+const char *first_nonfinite_tensor(const Ouro *m, const real *memory) {
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        const real *x = param_tensor((real *)memory, m->param_sizes, i);
+        for (size_t j = 0; j < m->param_sizes[i]; j++)
+            if (!isfinite(x[j])) return param_names[i];
+    }
+    return NULL;
+}
+
+void ouro_free(Ouro *m) {
+    acts_free(m);
+    free(m->params_memory);
+    free(m->grads_memory);
+    free(m->adam_m);
+    free(m->adam_v);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    memset(m, 0, sizeof *m);
+}
+
+// ----------------------------------------------------------------------------
+// 9. checkpoints
+//
+// A checkpoint holds everything needed to continue training exactly: the config, the optimizer
+// step, the caller's RNG state and data position, then three arrays of n_params reals in the
+// parameter layout of section 2: parameters, AdamW m, AdamW v. Layout (little-endian):
+//   offset   0  char[8]  magic "OUROCKPT"
+//            8  uint32   version (1)
+//           12  uint32   real_bytes: 4 (float32), or 8 from the double-precision test build
+//           16  Config   40 bytes: int32 V d H F L T max_seq_len tied, float32 rope_theta norm_eps
+//           56  uint64   n_params
+//           64  uint64   step        optimizer steps taken
+//           72  uint64   rng_state   the trainer's RNG (batch sampling resumes where it stopped)
+//           80  uint64   data_pos    the trainer's data position
+//           88  zeros up to 128
+//          128  params, adam_m, adam_v    3 * n_params * real_bytes
+// The file length must equal 128 + 3 * n_params * real_bytes exactly.
+
+#define CKPT_MAGIC "OUROCKPT"
+#define CKPT_VERSION 1
+
+typedef struct {
+    char magic[8];
+    uint32_t version;
+    uint32_t real_bytes;
+    Config config;
+    uint64_t n_params;
+    uint64_t step;
+    uint64_t rng_state;
+    uint64_t data_pos;
+    uint8_t reserved[40];
+} CheckpointHeader;
+_Static_assert(sizeof(CheckpointHeader) == 128, "checkpoint header must be 128 bytes");
+_Static_assert(offsetof(CheckpointHeader, n_params) == 56, "checkpoint header layout");
+
+int ouro_save_checkpoint(const Ouro *m, const char *path, uint64_t rng_state, uint64_t data_pos) {
+    CheckpointHeader hdr;
+    memset(&hdr, 0, sizeof hdr);
+    memcpy(hdr.magic, CKPT_MAGIC, 8);
+    hdr.version = CKPT_VERSION;
+    hdr.real_bytes = sizeof(real);
+    hdr.config = m->cfg;
+    hdr.n_params = m->n_params;
+    hdr.step = m->step;
+    hdr.rng_state = rng_state;
+    hdr.data_pos = data_pos;
+    AtomicFile af;
+    if (atomic_open(&af, path)) return -1;
+    atomic_write(&af, &hdr, sizeof hdr);
+    atomic_write(&af, m->params_memory, m->n_params * sizeof(real));
+    if (m->adam_m) {
+        atomic_write(&af, m->adam_m, m->n_params * sizeof(real));
+        atomic_write(&af, m->adam_v, m->n_params * sizeof(real));
+    } else {  // never trained: the moments are zero
+        real zero[1024] = {0};
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t done = 0; done < m->n_params; done += 1024)
+                atomic_write(&af, zero, (m->n_params - done < 1024 ? m->n_params - done : 1024) * sizeof(real));
+    }
+    return atomic_commit(&af);
+}
+
+// Reads a checkpoint into a fresh model (m must not hold one). Every header field and the exact
+// file length are checked before anything is allocated. Returns 0 or -1 with ouro_error set.
+int ouro_load_checkpoint(Ouro *m, const char *path, uint64_t *rng_state, uint64_t *data_pos) {
+    memset(m, 0, sizeof *m);
+    long long size = file_size(path);
+    if (size < 0) return -1;
+    CheckpointHeader hdr;
+    if ((size_t)size < sizeof hdr) return fail(path, "truncated: %lld bytes, shorter than the %zu-byte header", size, sizeof hdr);
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(path, "cannot open: %s", strerror(errno));
+    if (fread(&hdr, sizeof hdr, 1, f) != 1) { fclose(f); return fail(path, "cannot read the header"); }
+    int err = 0;
+    if (memcmp(hdr.magic, CKPT_MAGIC, 8) != 0) err = fail(path, "not an ouro checkpoint (bad magic)");
+    else if (hdr.version != CKPT_VERSION) err = fail(path, "checkpoint version %u, this build reads %d", hdr.version, CKPT_VERSION);
+    else if (hdr.real_bytes != sizeof(real))
+        err = fail(path, "holds %u-byte reals, this build uses %zu-byte reals", hdr.real_bytes, sizeof(real));
+    else if (config_validate(&hdr.config, path)) err = -1;
+    if (err) { fclose(f); return -1; }
+    size_t sizes[N_PARAM_TENSORS], n_params, body;
+    if (param_sizes(&hdr.config, sizes, &n_params)) { fclose(f); return fail(path, "config overflows: %s", ouro_error); }
+    if (hdr.n_params != n_params) {
+        fclose(f);
+        return fail(path, "header says %llu parameters, its config implies %zu", (unsigned long long)hdr.n_params, n_params);
+    }
+    if (size_mul(n_params, 3 * sizeof(real), &body) || (unsigned long long)size != sizeof hdr + (unsigned long long)body) {
+        fclose(f);
+        return fail(path, "file is %lld bytes, its header implies %zu + 3 x %zu x %zu", size, sizeof hdr, n_params, sizeof(real));
+    }
+    if (ouro_build(m, &hdr.config)) { fclose(f); return fail(path, "%s", ouro_error); }
+    ouro_alloc_training(m);
+    int ok = fread(m->params_memory, sizeof(real), n_params, f) == n_params &&
+             fread(m->adam_m, sizeof(real), n_params, f) == n_params &&
+             fread(m->adam_v, sizeof(real), n_params, f) == n_params;
+    fclose(f);
+    if (!ok) { ouro_free(m); return fail(path, "short read"); }
+    m->step = hdr.step;
+    if (rng_state) *rng_state = hdr.rng_state;
+    if (data_pos) *data_pos = hdr.data_pos;
+    return 0;
+}
+
+#endif // OURO_C

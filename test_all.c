@@ -1,0 +1,393 @@
+// test_all.c: every test of ouro.c, in one program (llm.c style: it includes the code it tests).
+// Exit status 1 on any failure; the last line is "N passed, N failed, N skipped".
+//
+//   make test       builds and runs it twice: test_all64 (-DOURO_DOUBLE, the model tests in double
+//                   precision, where the gradient check is tight) and test_all (float, every test)
+//
+// Each check prints the failing quantity and its bound. Tests that need the real TinyStories
+// samples in ../shared/data/tinystories skip, and say so, when that folder is absent.
+#include "ouro.c"
+
+// ----------------------------------------------------------------------------
+// harness
+
+static int tests_passed, tests_failed, tests_skipped;
+
+// Records one assertion; prints the message when it fails. Returns ok.
+__attribute__((format(printf, 2, 3)))
+static int check(int ok, const char *fmt, ...) {
+    if (ok) { tests_passed++; return 1; }
+    tests_failed++;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("FAIL: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    return 0;
+}
+
+__attribute__((format(printf, 1, 2)))
+static void skip(const char *fmt, ...) {
+    tests_skipped++;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("skip: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+}
+
+static const char *shared_data_dir(void) {
+    static const char *dir = "../shared/data/tinystories";
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? dir : NULL;
+}
+
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+// ----------------------------------------------------------------------------
+// model fixtures
+
+// The smallest model that still exercises everything: two heads, two layers, three steps.
+static Config tiny_config(int tied) {
+    Config c = {.V = 11, .d = 8, .H = 2, .F = 12, .L = 2, .T = 3, .max_seq_len = 8,
+                .tied = tied, .rope_theta = 10000.0f, .norm_eps = 1e-6f};
+    return c;
+}
+
+// Moves every parameter away from its special initial value (norm weights 1, gate 0, small
+// matrices), so that no gradient path is zero by symmetry: with exit_w = 0 the gate's path into
+// h would contribute nothing and could not be checked.
+static void scramble_params(Ouro *m, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        real *w = param_tensor(m->params_memory, m->param_sizes, i);
+        for (size_t j = 0; j < m->param_sizes[i]; j++) {
+            double r = rng_normal(&rng);
+            w[j] = (real)(param_is_matrix[i] ? 0.4 * r : i == P_EXIT_W ? 0.8 * r : i == P_EXIT_B ? 0.5 * r : 1 + 0.3 * r);
+        }
+    }
+}
+
+static void random_tokens(int *x, size_t n, int V, Rng *rng) {
+    for (size_t i = 0; i < n; i++) x[i] = (int)rng_below(rng, (uint64_t)V);
+}
+
+static double mode_loss(const Ouro *m, OuroMode mode) {
+    return mode == OURO_STAGE2 ? m->metrics.loss_stage2 : m->metrics.loss_stage1;
+}
+
+// ----------------------------------------------------------------------------
+// gradient check
+//
+// Central differences (L(w+h) - L(w-h)) / 2h against the analytic gradient, for every parameter
+// tensor: all elements of tensors with at most 64 elements, 24 random ones of larger tensors.
+// Tolerance |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|):
+//   double: h = 1e-5. Truncation error ~ h^2 |L'''| / 6 ~ 1e-10 and rounding ~ 1e-16 |L| / h ~
+//           1e-11, so atol 1e-9, rtol 1e-6 leave a ~10x margin (the run prints the worst ratio)
+//           while a wrong term (a missing path, a factor 2, a sign) is off by 1e-3 or more.
+//   float:  h = 1e-3. Rounding in the forward is ~1e-7 |L| per operation, so the difference
+//           carries ~1e-4 of noise: atol 5e-4, rtol 1e-2. The double build is the tight check.
+#ifdef OURO_DOUBLE
+static const double GC_H = 1e-5, GC_ATOL = 1e-9, GC_RTOL = 1e-6;
+#else
+static const double GC_H = 1e-3, GC_ATOL = 5e-4, GC_RTOL = 1e-2;
+#endif
+
+static void gradient_check(const char *label, int tied, OuroMode mode, float beta) {
+    Config cfg = tiny_config(tied);
+    Ouro m;
+    if (!check(ouro_init(&m, &cfg, 1) == 0, "%s: init: %s", label, ouro_error)) return;
+    scramble_params(&m, 7);
+    m.obj.beta = beta;
+    int B = 2, S = 5;
+    int inputs[10], targets[10];
+    Rng rng;
+    rng_seed(&rng, 3);
+    random_tokens(inputs, 10, cfg.V, &rng);
+    random_tokens(targets, 10, cfg.V, &rng);
+
+    ouro_zero_grad(&m);
+    check(ouro_forward(&m, inputs, targets, B, S, cfg.T, mode) == 0, "%s: forward: %s", label, ouro_error);
+    ouro_backward(&m);
+    real *analytic = xmalloc(m.n_params * sizeof(real));
+    memcpy(analytic, m.grads_memory, m.n_params * sizeof(real));
+    double worst_ratio = 0;  // largest |analytic - numeric| / tolerance over all checked elements
+
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        size_t n = m.param_sizes[i];
+        if (n == 0) continue;  // the head of a tied model is the embedding
+        real *w = param_tensor(m.params_memory, m.param_sizes, i);
+        real *a = param_tensor(analytic, m.param_sizes, i);
+        int gate = i == P_EXIT_W || i == P_EXIT_B;
+        if (mode == OURO_STAGE2 && !gate) {
+            // Stage II trains the gate alone: every other gradient must be exactly zero.
+            size_t nonzero = 0;
+            for (size_t j = 0; j < n; j++) nonzero += a[j] != 0;
+            check(nonzero == 0, "%s: %s has %zu non-zero gradients in Stage II", label, param_names[i], nonzero);
+            continue;
+        }
+        size_t count = n <= 64 ? n : 24;
+        double worst = 0, worst_a = 0, worst_n = 0;
+        for (size_t s = 0; s < count; s++) {
+            size_t j = n <= 64 ? s : (size_t)rng_below(&rng, n);
+            real saved = w[j];
+            w[j] = saved + (real)GC_H;
+            ouro_forward(&m, inputs, targets, B, S, cfg.T, OURO_EVAL);
+            double plus = mode_loss(&m, mode);
+            w[j] = saved - (real)GC_H;
+            ouro_forward(&m, inputs, targets, B, S, cfg.T, OURO_EVAL);
+            double minus = mode_loss(&m, mode);
+            w[j] = saved;
+            double numeric = (plus - minus) / (2 * GC_H);
+            double tolerance = GC_ATOL + GC_RTOL * fmax(fabs(a[j]), fabs(numeric));
+            double excess = fabs(a[j] - numeric) - tolerance;
+            worst_ratio = fmax(worst_ratio, fabs(a[j] - numeric) / tolerance);
+            if (s == 0 || excess > worst) { worst = excess; worst_a = a[j]; worst_n = numeric; }
+        }
+        check(worst <= 0, "%s: d%s analytic %.9g vs numeric %.9g exceeds atol %g + rtol %g",
+              label, param_names[i], worst_a, worst_n, GC_ATOL, GC_RTOL);
+    }
+    printf("gradient check %-24s worst |analytic - numeric| = %.2g of the tolerance\n", label, worst_ratio);
+    free(analytic);
+    ouro_free(&m);
+}
+
+static void test_gradients(void) {
+    gradient_check("stage1 untied beta=0.1", 0, OURO_STAGE1, 0.1f);
+    gradient_check("stage1 tied beta=0.1", 1, OURO_STAGE1, 0.1f);
+    gradient_check("stage1 untied beta=0", 0, OURO_STAGE1, 0.0f);
+    gradient_check("stage2 untied", 0, OURO_STAGE2, 0.1f);
+    gradient_check("stage2 tied", 1, OURO_STAGE2, 0.1f);
+}
+
+// ----------------------------------------------------------------------------
+// exit distribution
+
+static void test_exit_distribution(void) {
+    enum { T = 5, N = 7 };
+    real z[T * N], log_p[T * N], p[T * N];
+    Rng rng;
+    rng_seed(&rng, 11);
+    for (int i = 0; i < T * N; i++) z[i] = (real)(3 * rng_normal(&rng));
+    z[0] = 40;   // a token that is certain to stop at once: log space must not produce NaN
+    z[1] = -40;  // and one that is certain to go on
+    exit_distribution_forward(log_p, p, z, T, N);
+    double worst_sum = 0, worst_formula = 0;
+    for (int n = 0; n < N; n++) {
+        double sum = 0, survive = 1;
+        for (int t = 0; t < T; t++) {
+            double lambda = 1 / (1 + exp(-(double)z[t * N + n]));
+            double expect = t < T - 1 ? lambda * survive : survive;  // p(t) = lambda_t prod_{j<t} (1 - lambda_j)
+            worst_formula = fmax(worst_formula, fabs(p[t * N + n] - expect));
+            survive *= 1 - lambda;
+            sum += p[t * N + n];
+        }
+        worst_sum = fmax(worst_sum, fabs(sum - 1));
+    }
+    check(worst_sum < 1e-6, "exit distribution sums to 1: worst |sum - 1| = %g > 1e-6", worst_sum);
+    check(worst_formula < 1e-6, "exit distribution vs survival product: worst error %g > 1e-6", worst_formula);
+
+    // T = 1: the only step takes everything and the entropy is zero.
+    Config cfg = tiny_config(0);
+    cfg.T = 1;
+    Ouro m;
+    ouro_init(&m, &cfg, 2);
+    scramble_params(&m, 5);
+    int x[10], y[10];
+    random_tokens(x, 10, cfg.V, &rng);
+    random_tokens(y, 10, cfg.V, &rng);
+    ouro_forward(&m, x, y, 2, 5, 1, OURO_EVAL);
+    check(m.metrics.p[0] == 1, "T=1: mean p(1) = %.9g, expected exactly 1", m.metrics.p[0]);
+    check(m.metrics.entropy == 0, "T=1: entropy = %g, expected 0", m.metrics.entropy);
+    check(fabs(m.metrics.loss_stage1 - m.metrics.ce[0]) < 1e-6, "T=1: loss %.9g != CE %.9g",
+          m.metrics.loss_stage1, m.metrics.ce[0]);
+    ouro_free(&m);
+}
+
+// The entropy bonus changes the loss by exactly beta * H and nothing else.
+static void test_entropy_term(void) {
+    Config cfg = tiny_config(0);
+    Ouro m;
+    ouro_init(&m, &cfg, 4);
+    scramble_params(&m, 9);
+    int x[10], y[10];
+    Rng rng;
+    rng_seed(&rng, 21);
+    random_tokens(x, 10, cfg.V, &rng);
+    random_tokens(y, 10, cfg.V, &rng);
+    m.obj.beta = 0;
+    ouro_forward(&m, x, y, 2, 5, cfg.T, OURO_EVAL);
+    Metrics m0 = m.metrics;
+    m.obj.beta = 0.1f;
+    ouro_forward(&m, x, y, 2, 5, cfg.T, OURO_EVAL);
+    Metrics m1 = m.metrics;
+    double expect = m0.loss_stage1 - 0.1f * m0.entropy;
+    check(fabs(m1.loss_stage1 - expect) < 1e-6, "beta: loss(0.1) = %.9g, loss(0) - 0.1 H = %.9g", m1.loss_stage1, expect);
+    check(fabs(m0.loss_stage1 - m0.expected_ce) < 1e-6, "beta=0: loss %.9g != expected CE %.9g", m0.loss_stage1, m0.expected_ce);
+    int same = m0.entropy == m1.entropy && m0.expected_ce == m1.expected_ce;
+    for (int t = 0; t < cfg.T; t++) same &= m0.ce[t] == m1.ce[t] && m0.p[t] == m1.p[t];
+    check(same, "beta changes the CE or the exit distribution, not only the loss");
+    ouro_free(&m);
+}
+
+// ----------------------------------------------------------------------------
+// training: AdamW overfits one batch
+
+static void test_overfit(void) {
+    Config cfg = {.V = 32, .d = 32, .H = 2, .F = 64, .L = 1, .T = 2, .max_seq_len = 16,
+                  .tied = 0, .rope_theta = 10000.0f, .norm_eps = 1e-6f};
+    Ouro m;
+    ouro_init(&m, &cfg, 42);
+    int B = 2, S = 16, x[32], y[32];
+    Rng rng;
+    rng_seed(&rng, 5);
+    random_tokens(x, 32, cfg.V, &rng);
+    random_tokens(y, 32, cfg.V, &rng);
+    double first = 0, last = 0;
+    for (int step = 0; step < 300; step++) {
+        ouro_zero_grad(&m);
+        ouro_forward(&m, x, y, B, S, cfg.T, OURO_STAGE1);
+        ouro_backward(&m);
+        ouro_clip_grad(&m, 1.0);
+        ouro_adamw(&m, 1e-2, 0.0);
+        if (step == 0) first = m.metrics.expected_ce;
+        last = m.metrics.expected_ce;
+    }
+    // 32 random targets: a uniform guess costs ln 32 = 3.47 nats; memorised, close to 0.
+    check(first > 3.0 && last < 0.1, "overfit: expected CE %.4f -> %.4f after 300 AdamW steps, want < 0.1", first, last);
+    ouro_free(&m);
+}
+
+// ----------------------------------------------------------------------------
+// checkpoints
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (f) { fwrite(data, 1, n, f); fclose(f); }
+}
+
+static void test_checkpoint(void) {
+    const char *path = "/tmp/ouro_test_ckpt.bin", *bad = "/tmp/ouro_test_bad.bin";
+    Config cfg = tiny_config(0);
+    Ouro m, r;
+    ouro_init(&m, &cfg, 8);
+    int x[10], y[10];
+    Rng rng;
+    rng_seed(&rng, 31);
+    random_tokens(x, 10, cfg.V, &rng);
+    random_tokens(y, 10, cfg.V, &rng);
+    for (int i = 0; i < 3; i++) {  // a few steps so the moments are non-trivial
+        ouro_zero_grad(&m);
+        ouro_forward(&m, x, y, 2, 5, cfg.T, OURO_STAGE1);
+        ouro_backward(&m);
+        ouro_adamw(&m, 1e-2, 0.1);
+    }
+    check(ouro_save_checkpoint(&m, path, 12345, 678) == 0, "checkpoint save: %s", ouro_error);
+    uint64_t rs = 0, dp = 0;
+    int loaded = ouro_load_checkpoint(&r, path, &rs, &dp) == 0;
+    if (check(loaded, "checkpoint load: %s", ouro_error)) {
+        size_t bytes = m.n_params * sizeof(real);
+        int same = r.n_params == m.n_params && memcmp(&r.cfg, &m.cfg, sizeof(Config)) == 0 &&
+                   memcmp(r.params_memory, m.params_memory, bytes) == 0 && memcmp(r.adam_m, m.adam_m, bytes) == 0 &&
+                   memcmp(r.adam_v, m.adam_v, bytes) == 0 && r.step == m.step && rs == 12345 && dp == 678;
+        check(same, "checkpoint round trip is not exact");
+        ouro_free(&r);
+    }
+
+    // corrupt files are rejected with a message, never a crash
+    char *buf = NULL;
+    size_t len = 0;
+    if (!check(read_file(path, 1 << 30, &buf, &len) == 0, "re-reading the checkpoint: %s", ouro_error)) return;
+    write_bytes(bad, buf, len - 5);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "bytes"),
+          "truncated checkpoint accepted (error: %s)", ouro_error);
+    write_bytes(bad, buf, 100);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0, "checkpoint shorter than its header accepted");
+    buf[0] = 'X';
+    write_bytes(bad, buf, len);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "magic"),
+          "wrong magic accepted (error: %s)", ouro_error);
+    buf[0] = 'O';
+    CheckpointHeader *hdr = (CheckpointHeader *)buf;
+    hdr->config.d = 1 << 30; hdr->config.H = 1 << 28; hdr->config.L = 1 << 30; hdr->config.F = 1 << 30;
+    write_bytes(bad, buf, len);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "overflow"),
+          "overflowing config accepted (error: %s)", ouro_error);
+    hdr->config = cfg;
+    hdr->config.H = 3;
+    write_bytes(bad, buf, len);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "divisible"),
+          "invalid config accepted (error: %s)", ouro_error);
+    hdr->config = cfg;
+    hdr->version = 99;
+    write_bytes(bad, buf, len);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "version"),
+          "wrong version accepted (error: %s)", ouro_error);
+    check(ouro_load_checkpoint(&r, "/tmp/ouro_no_such_file", NULL, NULL) != 0, "missing checkpoint accepted");
+    free(buf);
+    remove(path);
+    remove(bad);
+    ouro_free(&m);
+
+    Config huge = tiny_config(0);
+    huge.d = 1 << 30; huge.H = 1 << 28; huge.L = 1 << 30; huge.F = 1 << 30;
+    check(ouro_init(&m, &huge, 1) != 0, "a config whose parameter count overflows was accepted");
+}
+
+// ----------------------------------------------------------------------------
+// determinism across thread counts
+
+static void test_threads(void) {
+    Config cfg = tiny_config(0);
+    cfg.d = 32; cfg.F = 48; cfg.V = 64; cfg.max_seq_len = 32;
+    int B = 3, S = 32, N = B * S;
+    int *x = xmalloc(N * sizeof(int)), *y = xmalloc(N * sizeof(int));
+    Rng rng;
+    rng_seed(&rng, 77);
+    random_tokens(x, N, cfg.V, &rng);
+    random_tokens(y, N, cfg.V, &rng);
+    real *grads[2];
+    double loss[2];
+    for (int run = 0; run < 2; run++) {
+        set_threads(run + 1);
+        Ouro m;
+        ouro_init(&m, &cfg, 6);
+        scramble_params(&m, 8);
+        ouro_zero_grad(&m);
+        ouro_forward(&m, x, y, B, S, cfg.T, OURO_STAGE1);
+        ouro_backward(&m);
+        loss[run] = m.metrics.loss_stage1;
+        grads[run] = xmalloc(m.n_params * sizeof(real));
+        memcpy(grads[run], m.grads_memory, m.n_params * sizeof(real));
+        if (run == 1)
+            check(memcmp(grads[0], grads[1], m.n_params * sizeof(real)) == 0 && loss[0] == loss[1],
+                  "1 vs 2 threads: loss %.17g vs %.17g, or the gradients differ", loss[0], loss[1]);
+        ouro_free(&m);
+    }
+    set_threads(max_threads());
+    free(grads[0]); free(grads[1]); free(x); free(y);
+}
+
+// ----------------------------------------------------------------------------
+
+int main(void) {
+    int threads = max_threads();
+    test_gradients();
+    test_exit_distribution();
+    test_entropy_term();
+    test_overfit();
+    test_checkpoint();
+    test_threads();
+    set_threads(threads);
+    printf("%d passed, %d failed, %d skipped\n", tests_passed, tests_failed, tests_skipped);
+    return tests_failed ? 1 : 0;
+}
