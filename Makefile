@@ -24,10 +24,17 @@ endif
 # Every program is one translation unit that includes the .c files it needs (llm.c style),
 # so each depends on all sources.
 SOURCES = $(wildcard *.c *.h tinystories/*.c)
-PROGRAMS = test_all test_all64
+PROGRAMS = train prepare test_all test_all64
 
-.PHONY: all test asan clean help
+.PHONY: all test asan clean help download
 all: $(PROGRAMS)
+
+train: $(SOURCES)
+	$(CC) $(CFLAGS) $(OMP) -o $@ train.c $(LDLIBS)
+
+# the data tool of tinystories/ (named prepare: the folder has the natural name)
+prepare: $(SOURCES)
+	$(CC) $(CFLAGS) -o $@ tinystories/prepare.c $(LDLIBS)
 
 test_all: $(SOURCES)
 	$(CC) $(CFLAGS) $(OMP) -o $@ test_all.c $(LDLIBS)
@@ -46,12 +53,17 @@ asan: $(SOURCES)
 	    -fno-sanitize-recover=undefined -o test_all_asan test_all.c $(LDLIBS)
 	./test_all_asan
 
+# real TinyStories from the Hugging Face hub (needs internet), prepared into out/tinystories/
+download: prepare
+	sh tinystories/download.sh
+
 clean:
 	rm -f $(PROGRAMS) test_all_asan
 
 help:
-	@echo "make            build everything ($(PROGRAMS))"
+	@echo "make            build everything: $(PROGRAMS)"
 	@echo "make test       run every test (double-precision model tests, then all tests)"
 	@echo "make asan       run the tests under AddressSanitizer and UBSan"
+	@echo "make download   fetch real TinyStories (needs internet) and prepare shards in out/tinystories/"
 	@echo "make clean      remove what make built"
 	@echo "options: PORTABLE=1 (no -march=native), NO_OPENMP=1, CC=..."

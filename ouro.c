@@ -150,9 +150,9 @@ typedef struct {
 
 // Number of elements of each tensor; returns -1 if the total overflows size_t.
 int param_sizes(const Config *c, size_t sizes[N_PARAM_TENSORS], size_t *total) {
-    size_t V = c->V, d = c->d, F = c->F, L = c->L, dd, Ldd, Ld, LFd, Vd;
+    size_t V = c->V, d = c->d, F = c->F, L = c->L, dd, Ldd, Ld, Fd, LFd, Vd;
     if (size_mul(d, d, &dd) || size_mul(L, dd, &Ldd) || size_mul(L, d, &Ld) ||
-        size_mul(d, F, &LFd) || size_mul(L, LFd, &LFd) || size_mul(V, d, &Vd))
+        size_mul(F, d, &Fd) || size_mul(L, Fd, &LFd) || size_mul(V, d, &Vd))
         return fail("config", "parameter count overflows size_t");
     size_t s[N_PARAM_TENSORS] = {Vd, Ldd, Ldd, Ldd, Ldd, Ld, Ld, Ld, Ld, LFd, LFd, LFd,
                                  d, c->tied ? 0 : Vd, d, 1};
@@ -305,25 +305,135 @@ void ouro_zero_grad(Ouro *m) {
 // ----------------------------------------------------------------------------
 // 3. building blocks
 
-// C (M,N) = op(A) (M,K) . op(B) (K,N), or C += ... when accumulate is 1.
-// Row-major with row strides lda, ldb, ldc. op(A) = A stored (M,K) when transA is 0, and A^T
-// with A stored (K,M) when transA is 1; the same for B. Every linear layer and every attention
-// product in this file is one call. The sum over K always runs in the same order, so results
-// do not depend on the number of threads.
-void matmul(real *C, int ldc, const real *A, int lda, int transA,
-                   const real *B, int ldb, int transB, int M, int N, int K, int accumulate) {
-    #pragma omp parallel for if (!in_parallel() && (long)M * N * K > 32768)
-    for (int i = 0; i < M; i++) {
-        for (int j = 0; j < N; j++) {
-            real sum = accumulate ? C[(size_t)i * ldc + j] : 0;
-            for (int k = 0; k < K; k++) {
-                real a = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-                real b = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
-                sum += a * b;
+// matmul: the one matrix-multiply kernel behind every linear layer and attention product.
+//
+// C (M,N) = op(A) (M,K) · op(B) (K,N), or C += ... when accumulate is 1. Row-major, leading dims
+// lda/ldb/ldc; op(X) = X (transX = 0) or X^T (transX = 1, X stored transposed).
+//
+// Why the blocking (the BLIS/GotoBLAS scheme). A core does 2 FMAs of 8 floats per cycle but can
+// load only ~2 vectors per cycle, so each loaded value must feed several FMAs:
+//   - register tile: an MR x NR = 6 x 16 block of C lives in 12 ymm registers while k runs; each
+//     k step loads 16 values of B (2 vectors) and broadcasts 6 values of A to do 12 FMAs.
+//     With the 3 registers for those loads, that is 15 of the 16 ymm registers of AVX2.
+//   - KC = 256: a KC x NR sliver of packed B (16 KiB) stays in the 32 KiB L1 while the
+//     micro-kernel sweeps down all MR-row slivers of A.
+//   - MC = 144: the packed MC x KC block of A (144 KiB) stays in the 512 KiB L2 and is reused for
+//     every NR-column sliver of B.
+//   - NC = 4096: the packed KC x NC panel of B (4 MiB) lives in L3 and is shared by all threads.
+// Packing copies each block into the exact order the micro-kernel reads it (contiguous, 64-byte
+// aligned, zero-padded to whole tiles), and it absorbs the transposes: one micro-kernel serves
+// all four (transA, transB) cases, and edge tiles are ordinary tiles whose extra rows are zero.
+//
+// Threads split the rows of C (the MC blocks), never K: every element of C sums its K products
+// in the same order (KC blocks in turn, k ascending inside a block) whatever the thread count,
+// so results are bitwise identical with 1, 2, ... threads and without OpenMP. MC shrinks when M
+// is small so every thread gets a block (e.g. the dW products: M = 256 rows, K = 4096 tokens).
+// Called from inside a parallel region (attention, one call per (batch, head)), it runs on the
+// calling thread alone. Packing buffers are per call and per thread, so calls are re-entrant.
+#define MR 6
+#define NR 16
+#define MC 144
+#define KC 256
+#define NC 4096
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+static int round_up(int x, int multiple) { return (x + multiple - 1) / multiple * multiple; }
+
+// 64-byte aligned scratch; a failure here is out of memory for a few MiB, which we cannot recover.
+static real *alloc_panel(size_t count) {
+    real *p = aligned_alloc(64, (count * sizeof(real) + 63) / 64 * 64);
+    if (!p) { fprintf(stderr, "matmul: out of memory for a %zu-element packing buffer\n", count); abort(); }
+    return p;
+}
+
+// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into slivers of MR rows: sliver s holds, for
+// each k, the MR values op(A)[i0 + s*MR + r][p0 + k], r = 0..MR-1 (zeros past row M).
+static void pack_A(real *restrict Ap, const real *A, int lda, int transA, int i0, int mc, int p0, int kc, int M) {
+    for (int s = 0; s < mc; s += MR)
+        for (int k = 0; k < kc; k++)
+            for (int r = 0; r < MR; r++) {
+                int i = i0 + s + r, p = p0 + k;
+                *Ap++ = (s + r >= mc || i >= M) ? 0 : transA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
             }
-            C[(size_t)i * ldc + j] = sum;
+}
+
+// Packs one NR-column sliver of op(B): for each k, the values op(B)[p0 + k][j0 + c], c = 0..NR-1.
+static void pack_B(real *restrict Bp, const real *B, int ldb, int transB, int p0, int kc, int j0, int N) {
+    for (int k = 0; k < kc; k++)
+        for (int c = 0; c < NR; c++) {
+            int p = p0 + k, j = j0 + c;
+            *Bp++ = j >= N ? 0 : transB ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
         }
+}
+
+// The micro-kernel: acc (MR,NR) = Ap sliver (MR,kc) · Bp sliver (kc,NR), then C = acc or C += acc
+// for the mr x nr corner that lies inside C. acc has constant sizes, so gcc keeps it in 12 ymm
+// registers; "unroll 1" keeps j a loop, which gcc vectorises into two 8-wide FMAs per row (left
+// alone, gcc unrolls j away and vectorises the k loop instead, which is far slower).
+static void micro_kernel(int kc, const real *restrict a, const real *restrict b,
+                         real *restrict C, int ldc, int mr, int nr, int add) {
+    real acc[MR][NR] = {{0}};
+    for (int k = 0; k < kc; k++, a += MR, b += NR)
+        for (int i = 0; i < MR; i++) {
+            #pragma GCC unroll 1
+            for (int j = 0; j < NR; j++)
+                acc[i][j] += a[i] * b[j];
+        }
+    if (mr == MR && nr == NR) {   // whole tile: constant bounds, vectorised stores
+        for (int i = 0; i < MR; i++) {
+            real *c = C + (size_t)i * ldc;
+            #pragma GCC unroll 1
+            for (int j = 0; j < NR; j++) c[j] = add ? c[j] + acc[i][j] : acc[i][j];
+        }
+    } else {
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                C[(size_t)i * ldc + j] = add ? C[(size_t)i * ldc + j] + acc[i][j] : acc[i][j];
     }
+}
+
+void matmul(real *C, int ldc, const real *A, int lda, int transA,
+            const real *B, int ldb, int transB, int M, int N, int K, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {   // an empty sum: C = 0, or C unchanged when accumulating
+        if (!accumulate) for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(real));
+        return;
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel() && 2.0 * M * N * K > 2e6) threads = omp_get_max_threads();
+#endif
+    // rows per block: at most MC, and small enough that every thread gets at least one block
+    int mc = min_int(MC, round_up((M + threads - 1) / threads, MR));
+    int kc_max = min_int(K, KC), nc_max = min_int(round_up(N, NR), NC);
+    real *Bp = alloc_panel((size_t)kc_max * nc_max);
+
+    #pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        real *Ap = alloc_panel((size_t)round_up(mc, MR) * kc_max);
+        for (int jc = 0; jc < N; jc += NC) {
+            int nc = min_int(NC, N - jc);
+            for (int pc = 0; pc < K; pc += KC) {
+                int kc = min_int(KC, K - pc);
+                int add = accumulate || pc > 0;
+                #pragma omp for schedule(static)
+                for (int jr = 0; jr < nc; jr += NR)
+                    pack_B(Bp + (size_t)jr * kc, B, ldb, transB, pc, kc, jc + jr, N);
+                #pragma omp for schedule(static)
+                for (int ic = 0; ic < M; ic += mc) {
+                    int mcur = min_int(mc, M - ic);
+                    pack_A(Ap, A, lda, transA, ic, mcur, pc, kc, M);
+                    for (int jr = 0; jr < nc; jr += NR)
+                        for (int ir = 0; ir < mcur; ir += MR)
+                            micro_kernel(kc, Ap + (size_t)ir * kc, Bp + (size_t)jr * kc,
+                                         C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
+                                         min_int(MR, mcur - ir), min_int(NR, nc - jr), add);
+                }
+            }
+        }
+        free(Ap);
+    }
+    free(Bp);
 }
 
 // Linear layer without bias: out (N, OC) = x (N, C) @ w^T, w (OC, C).
@@ -408,7 +518,7 @@ void attention_head_forward(real *y, real *lse, real *scores, const real *q, con
     matmul(scores, S, q, d, 0, k, d, 1, S, S, hd, 0);
     for (int i = 0; i < S; i++) {
         real *row = scores + (size_t)i * S, mx = -INFINITY, sum = 0;
-        for (int j = 0; j <= i; j++) mx = fmax(mx, row[j] * scale);
+        for (int j = 0; j <= i; j++) mx = row[j] * scale > mx ? row[j] * scale : mx;
         for (int j = 0; j <= i; j++) { row[j] = exp(row[j] * scale - mx); sum += row[j]; }
         for (int j = 0; j <= i; j++) row[j] /= sum;
         for (int j = i + 1; j < S; j++) row[j] = 0;
@@ -526,7 +636,7 @@ void lm_head_forward(real *ce, real *dh, real *dhead, real *logits, const real *
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         real *row = logits + (size_t)n * V, mx = -INFINITY, sum = 0;
-        for (int j = 0; j < V; j++) mx = fmax(mx, row[j]);
+        for (int j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
         real target_logit = row[targets[n]];
         for (int j = 0; j < V; j++) { row[j] = exp(row[j] - mx); sum += row[j]; }
         ce[n] = mx + log(sum) - target_logit;
@@ -1208,6 +1318,78 @@ int ouro_load_checkpoint(Ouro *m, const char *path, uint64_t *rng_state, uint64_
     m->step = hdr.step;
     if (rng_state) *rng_state = hdr.rng_state;
     if (data_pos) *data_pos = hdr.data_pos;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// 10. export: the weights-only file run.c memory-maps
+//
+// Float32 weights whatever the build, in the parameter order of section 2 (no head when tied),
+// followed by the tokenizer file, embedded whole so that one file is the whole model:
+//   offset   0  char[8]  magic "OUROMODL"
+//            8  uint32   version (1)
+//           12  uint32   header_bytes (256): the weights start here, 64-byte aligned for mmap
+//           16  Config   40 bytes, as in the checkpoint
+//           56  uint64   n_weights        float32 values that follow the header
+//           64  uint64   tokenizer_bytes  length of the embedded tokenizer file (0: none)
+//           72  zeros up to 256
+//          256  float32 weights[n_weights]
+//               tokenizer file (its own format, magic "OUROTOKN")
+// The file length must equal 256 + 4 * n_weights + tokenizer_bytes exactly.
+
+#define EXPORT_MAGIC "OUROMODL"
+#define EXPORT_VERSION 1
+
+typedef struct {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_bytes;
+    Config config;
+    uint64_t n_weights;
+    uint64_t tokenizer_bytes;
+    uint8_t reserved[184];
+} ExportHeader;
+_Static_assert(sizeof(ExportHeader) == 256, "export header must be 256 bytes");
+
+int ouro_export(const Ouro *m, const char *path, const void *tokenizer_file, size_t tokenizer_bytes) {
+    ExportHeader hdr;
+    memset(&hdr, 0, sizeof hdr);
+    memcpy(hdr.magic, EXPORT_MAGIC, 8);
+    hdr.version = EXPORT_VERSION;
+    hdr.header_bytes = sizeof hdr;
+    hdr.config = m->cfg;
+    hdr.n_weights = m->n_params;
+    hdr.tokenizer_bytes = tokenizer_bytes;
+    AtomicFile af;
+    if (atomic_open(&af, path)) return -1;
+    atomic_write(&af, &hdr, sizeof hdr);
+    float chunk[1024];
+    for (size_t done = 0; done < m->n_params; done += 1024) {
+        size_t n = m->n_params - done < 1024 ? m->n_params - done : 1024;
+        for (size_t i = 0; i < n; i++) chunk[i] = (float)m->params_memory[done + i];
+        atomic_write(&af, chunk, n * sizeof(float));
+    }
+    atomic_write(&af, tokenizer_file, tokenizer_bytes);
+    return atomic_commit(&af);
+}
+
+// Checks an export file held in memory (size bytes at data, e.g. a mapping): magic, version,
+// config, weight count and exact length. On success fills *hdr. Returns 0 or -1 with ouro_error.
+int export_check(const void *data, size_t size, const char *path, ExportHeader *hdr) {
+    if (size < sizeof *hdr) return fail(path, "truncated: %zu bytes, shorter than the %zu-byte header", size, sizeof *hdr);
+    memcpy(hdr, data, sizeof *hdr);
+    if (memcmp(hdr->magic, EXPORT_MAGIC, 8) != 0) return fail(path, "not an ouro model export (bad magic)");
+    if (hdr->version != EXPORT_VERSION) return fail(path, "export version %u, this build reads %d", hdr->version, EXPORT_VERSION);
+    if (hdr->header_bytes != sizeof *hdr) return fail(path, "header_bytes %u, expected %zu", hdr->header_bytes, sizeof *hdr);
+    if (config_validate(&hdr->config, path)) return -1;
+    size_t sizes[N_PARAM_TENSORS], n_params, body = 0;
+    if (param_sizes(&hdr->config, sizes, &n_params)) return fail(path, "config overflows: %s", ouro_error);
+    if (hdr->n_weights != n_params)
+        return fail(path, "header says %llu weights, its config implies %zu", (unsigned long long)hdr->n_weights, n_params);
+    if (size_mul(n_params, sizeof(float), &body) || size_add(body, sizeof *hdr, &body) ||
+        hdr->tokenizer_bytes > SIZE_MAX - body || size != body + hdr->tokenizer_bytes)
+        return fail(path, "file is %zu bytes, its header implies %zu + %llu tokenizer bytes", size, body,
+                    (unsigned long long)hdr->tokenizer_bytes);
     return 0;
 }
 

@@ -7,6 +7,9 @@
 // Each check prints the failing quantity and its bound. Tests that need the real TinyStories
 // samples in ../shared/data/tinystories skip, and say so, when that folder is absent.
 #include "ouro.c"
+#define TESTING               // the programs below leave out their main()
+#include "train.c"            // the trainer; it brings tinystories/data.c (tokenizer, shards) and plot.c
+#include "tinystories/storygen.c"
 
 // ----------------------------------------------------------------------------
 // harness
@@ -378,6 +381,250 @@ static void test_threads(void) {
 }
 
 // ----------------------------------------------------------------------------
+// train.c
+
+static const char *FIX_TOK = "/tmp/ouro_test_tok.bin", *FIX_TRAIN = "/tmp/ouro_test_train.bin",
+                  *FIX_VAL = "/tmp/ouro_test_val.bin", *FIX_CKPT = "/tmp/ouro_test_run_ckpt.bin";
+
+// A tokenizer and train/validation shards made from the built-in story generator.
+static void make_train_fixture(void) {
+    static int made;
+    if (made) return;
+    made = 1;
+    enum { STORIES = 240, VAL = 24 };
+    char *text = xmalloc(STORIES * 8192);
+    size_t starts[STORIES + 1], len = 0;
+    Rng rng;
+    rng_seed(&rng, 99);
+    for (int i = 0; i < STORIES; i++) {
+        starts[i] = len;
+        len += story_generate(&rng, text + len, 8192);
+    }
+    starts[STORIES] = len;
+    Tokenizer tok;
+    if (tokenizer_train(&tok, text, len, 320) || tokenizer_save(&tok, FIX_TOK)) die("fixture: %s", ouro_error);
+    uint16_t *tokens = xmalloc((len + STORIES) * sizeof(uint16_t));
+    size_t n = 0, n_train = 0;
+    for (int i = 0; i < STORIES; i++) {
+        if (i == STORIES - VAL) n_train = n;
+        n += tokenizer_encode(&tok, text + starts[i], starts[i + 1] - starts[i], tokens + n);
+        tokens[n++] = TOKEN_EOT;
+    }
+    if (shard_write(FIX_TRAIN, tokens, n_train, tok.vocab_size) ||
+        shard_write(FIX_VAL, tokens + n_train, n - n_train, tok.vocab_size))
+        die("fixture: %s", ouro_error);
+    free(tokens);
+    free(text);
+    tokenizer_free(&tok);
+}
+
+static TrainOptions small_train_options(void) {
+    TrainOptions o = options_default();
+    o.train_path = FIX_TRAIN; o.val_path = FIX_VAL; o.tokenizer_path = FIX_TOK; o.ckpt_path = FIX_CKPT;
+    o.model.d = 16; o.model.H = 2; o.model.F = 32; o.model.L = 1; o.model.T = 3;
+    o.B = 2; o.S = 16; o.steps = 8; o.warmup = 2; o.eval_every = 4; o.eval_batches = 2;
+    o.ckpt_every = 0; o.log_every = 1000; o.overwrite = 1; o.quiet = 1;
+    return o;
+}
+
+// Runs a whole training invocation; fills *tr (caller frees). Returns 0 or -1.
+static int run_training(Trainer *tr, const TrainOptions *o) {
+    if (trainer_setup(tr, o)) return -1;
+    return trainer_run(tr);
+}
+
+// Stopping at step 4 and resuming gives the same losses and weights, to the bit, as one run.
+static void test_resume_is_exact(void) {
+    make_train_fixture();
+    TrainOptions o = small_train_options();
+    Trainer whole, first, rest;
+    if (!check(run_training(&whole, &o) == 0, "uninterrupted run: %s", ouro_error)) return;
+    o.stop_at = 4;
+    check(run_training(&first, &o) == 0, "first half: %s", ouro_error);
+    trainer_free(&first);
+    o.stop_at = 0; o.resume = 1; o.overwrite = 0;
+    if (!check(run_training(&rest, &o) == 0, "resumed half: %s", ouro_error)) { trainer_free(&whole); return; }
+    int same = rest.model.step == whole.model.step &&
+               memcmp(rest.model.params_memory, whole.model.params_memory, whole.model.n_params * sizeof(real)) == 0;
+    for (int s = 4; s < 8; s++) same &= rest.losses[s] == whole.losses[s] && whole.losses[s] > 0;
+    check(same, "resume: losses of steps 5..8 or the final weights differ from the uninterrupted run "
+          "(step 8 loss %.9g vs %.9g)", rest.losses[7], whole.losses[7]);
+    trainer_free(&whole);
+    trainer_free(&rest);
+}
+
+// Stage II moves the exit gate and nothing else.
+static void test_stage2_trains_only_the_gate(void) {
+    make_train_fixture();
+    const char *stage1 = "/tmp/ouro_test_stage1.bin";
+    TrainOptions o = small_train_options();
+    o.ckpt_path = stage1;
+    o.steps = 4;
+    Trainer tr;
+    check(run_training(&tr, &o) == 0, "stage 1: %s", ouro_error);
+    trainer_free(&tr);
+    o.stage = 2; o.init_path = stage1; o.ckpt_path = FIX_CKPT; o.steps = 6; o.lr = 1e-2;
+    if (!check(run_training(&tr, &o) == 0, "stage 2: %s", ouro_error)) return;
+    Ouro before;
+    if (check(ouro_load_checkpoint(&before, stage1, NULL, NULL) == 0, "reload stage 1: %s", ouro_error)) {
+        for (int i = 0; i < N_PARAM_TENSORS; i++) {
+            size_t bytes = before.param_sizes[i] * sizeof(real);
+            if (bytes == 0) continue;
+            int same = memcmp(param_tensor(before.params_memory, before.param_sizes, i),
+                              param_tensor(tr.model.params_memory, tr.model.param_sizes, i), bytes) == 0;
+            int gate = i == P_EXIT_W || i == P_EXIT_B;
+            check(gate ? !same : same, "stage 2: %s %s", param_names[i], gate ? "did not change" : "changed");
+        }
+        ouro_free(&before);
+    }
+    trainer_free(&tr);
+    remove(stage1);
+}
+
+static void test_export_round_trip(void) {
+    make_train_fixture();
+    const char *path = "/tmp/ouro_test_export.bin";
+    TrainOptions o = small_train_options();
+    o.steps = 2;
+    Trainer tr;
+    if (!check(run_training(&tr, &o) == 0, "export fixture: %s", ouro_error)) return;
+    check(export_model(&tr, path) == 0, "export: %s", ouro_error);
+    char *file, *tok_file;
+    size_t size, tok_size;
+    ExportHeader hdr;
+    if (check(read_file(path, 1 << 30, &file, &size) == 0 && read_file(FIX_TOK, 1 << 20, &tok_file, &tok_size) == 0,
+              "re-read export: %s", ouro_error)) {
+        check(export_check(file, size, path, &hdr) == 0, "export_check: %s", ouro_error);
+        const float *w = (const float *)(file + hdr.header_bytes);
+        int same = memcmp(&hdr.config, &tr.model.cfg, sizeof(Config)) == 0 && hdr.n_weights == tr.model.n_params;
+        for (size_t i = 0; same && i < tr.model.n_params; i++) same &= w[i] == (float)tr.model.params_memory[i];
+        check(same, "export: config or weights differ from the model");
+        check(hdr.tokenizer_bytes == tok_size && memcmp(w + hdr.n_weights, tok_file, tok_size) == 0,
+              "export: embedded tokenizer differs from %s", FIX_TOK);
+        check(export_check(file, size - 1, path, &hdr) != 0 && strstr(ouro_error, "bytes"), "truncated export accepted");
+        file[0] = 'x';
+        check(export_check(file, size, path, &hdr) != 0 && strstr(ouro_error, "magic"), "export with bad magic accepted");
+        free(file);
+        free(tok_file);
+    }
+    trainer_free(&tr);
+    remove(path);
+}
+
+// Each bad input is refused with a message naming the problem; nothing is overwritten.
+static void test_train_rejects_bad_input(void) {
+    make_train_fixture();
+    Trainer tr;
+    TrainOptions o = small_train_options();
+    o.train_path = "/tmp/ouro_no_such_shard.bin";
+    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "ouro_no_such_shard"), "missing shard: '%s'", ouro_error);
+    trainer_free(&tr);
+
+    const char *bad = "/tmp/ouro_test_bad_shard.bin";
+    uint16_t ids[40];
+    for (int i = 0; i < 40; i++) ids[i] = (uint16_t)i;
+    shard_write(bad, ids, 40, 400);  // written by another tokenizer
+    o = small_train_options();
+    o.train_path = bad;
+    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "vocabulary"), "vocabulary mismatch: '%s'", ouro_error);
+    trainer_free(&tr);
+    write_bytes(bad, "NOTASHARD-------------------------------", 40);
+    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "ouro_test_bad_shard"), "corrupt shard: '%s'", ouro_error);
+    trainer_free(&tr);
+    remove(bad);
+
+    char *argv[] = {"train", "-d", "12abc"};
+    TrainOptions p = options_default();
+    check(parse_args(3, argv, &p) != 0 && strstr(ouro_error, "-d"), "non-numeric flag accepted: '%s'", ouro_error);
+    char *argv2[] = {"train", "--no-such-flag", "1"};
+    check(parse_args(3, argv2, &p) != 0, "unknown flag accepted");
+
+    // a good checkpoint, then: a new run must not replace it; S beyond max_seq_len; a NaN weight
+    o = small_train_options();
+    o.steps = 2;
+    check(run_training(&tr, &o) == 0, "checkpoint fixture: %s", ouro_error);
+    trainer_free(&tr);
+    char *saved;
+    size_t saved_len;
+    read_file(FIX_CKPT, 1 << 30, &saved, &saved_len);
+    o.overwrite = 0;
+    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "exists"), "a new run would overwrite a checkpoint: '%s'", ouro_error);
+    trainer_free(&tr);
+    o.resume = 1; o.S = 32; o.steps = 4;
+    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "max_seq_len"), "S > max_seq_len accepted: '%s'", ouro_error);
+    trainer_free(&tr);
+    o.S = 16;
+    if (check(trainer_setup(&tr, &o) == 0, "resume for the NaN test: %s", ouro_error)) {
+        tr.model.params.wv[3] = NAN;
+        check(trainer_run(&tr) != 0 && strstr(ouro_error, "wv") && strstr(ouro_error, "step 3"),
+              "NaN weight: error '%s' should name wv and step 3", ouro_error);
+        char *after;
+        size_t after_len;
+        read_file(FIX_CKPT, 1 << 30, &after, &after_len);
+        check(after_len == saved_len && memcmp(after, saved, saved_len) == 0, "a failed run changed the checkpoint");
+        free(after);
+    }
+    trainer_free(&tr);
+    free(saved);
+}
+
+// The state dump has the documented layout and the numbers of one forward/backward.
+static void test_dump_state(void) {
+    make_train_fixture();
+    const char *path = "/tmp/ouro_test_dump.bin";
+    TrainOptions o = small_train_options();
+    Trainer tr;
+    if (!check(trainer_setup(&tr, &o) == 0, "dump setup: %s", ouro_error)) return;
+    check(dump_state(&tr, path) == 0, "dump: %s", ouro_error);
+    char *buf = NULL;
+    size_t len = 0;
+    if (check(read_file(path, 1 << 30, &buf, &len) == 0, "re-read dump: %s", ouro_error)) {
+        const Ouro *m = &tr.model;
+        size_t N = (size_t)o.B * o.S, T = m->cfg.T;
+        size_t expect = 128 + 2 * N * 4 + 3 * T * N * 4 + 2 * m->n_params * 4;
+        DumpHeader h;
+        memcpy(&h, buf, sizeof h);
+        check(len == expect && memcmp(h.magic, "OURODUMP", 8) == 0 && h.B == o.B && h.S == o.S &&
+              h.n_params == m->n_params && h.loss == m->metrics.loss_stage1,
+              "dump: %zu bytes (expected %zu) or a header field is wrong", len, expect);
+        const float *grads = (const float *)(buf + expect - m->n_params * 4);
+        const float *ce = (const float *)(buf + 128 + 2 * N * 4);
+        int same = 1;
+        for (size_t i = 0; i < m->n_params; i++) same &= grads[i] == (float)m->grads_memory[i];
+        for (size_t i = 0; i < T * N; i++) same &= ce[i] == (float)m->acts->ce[i];
+        check(same, "dump: gradients or CE differ from the model's");
+        free(buf);
+    }
+    trainer_free(&tr);
+    remove(path);
+}
+
+static void test_plots(void) {
+    make_train_fixture();
+    const char *log = "/tmp/ouro_test_log.csv", *dir = "/tmp/ouro_test_plots";
+    TrainOptions o = small_train_options();
+    o.log_path = log;
+    o.log_every = 2;
+    Trainer tr;
+    check(run_training(&tr, &o) == 0, "training for the log: %s", ouro_error);
+    trainer_free(&tr);
+    check(write_plots(log, dir) == 0, "plots: %s", ouro_error);
+    const char *names[] = {"loss", "ce_by_step", "exit_distribution", "qexit_tradeoff"};
+    for (int i = 0; i < 4; i++) {
+        char path[256], *svg = NULL;
+        size_t len;
+        snprintf(path, sizeof path, "%s/%s.svg", dir, names[i]);
+        int ok = read_file(path, 1 << 24, &svg, &len) == 0;
+        check(ok && strstr(svg, "<svg") && strstr(svg, "</svg>") && (strstr(svg, "<polyline") || strstr(svg, "<rect x")),
+              "%s is not a complete SVG with data", path);
+        if (ok) free(svg);
+    }
+}
+
+// ----------------------------------------------------------------------------
+
+#include "tinystories/test_data.c"
+#include "tinystories/test_storygen.c"
 
 int main(void) {
     int threads = max_threads();
@@ -388,6 +635,14 @@ int main(void) {
     test_checkpoint();
     test_threads();
     set_threads(threads);
+    run_data_tests();
+    run_storygen_tests();
+    test_resume_is_exact();
+    test_stage2_trains_only_the_gate();
+    test_export_round_trip();
+    test_train_rejects_bad_input();
+    test_dump_state();
+    test_plots();
     printf("%d passed, %d failed, %d skipped\n", tests_passed, tests_failed, tests_skipped);
     return tests_failed ? 1 : 0;
 }
