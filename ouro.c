@@ -8,14 +8,18 @@
 //     B batch, S sequence length, N = B*S tokens, d width, H heads, hd = d/H head size,
 //     F SwiGLU width, V vocabulary, L layers, T recurrent steps (loops).
 //
-// Reading order (each part is a forward/backward pair of free functions on flat arrays):
+// Reading order (the layers are forward/backward pairs of free functions on flat arrays;
+// docs/reading-guide.md walks through them):
 //   1. configuration and its validation
 //   2. parameters: one allocation carved into named tensors, initialisation
 //   3. the building blocks: matmul, RMSNorm, RoPE, attention, SwiGLU, embedding
 //   4. the LoopLM read-outs: LM head + cross-entropy, exit gate, exit distribution, both losses
 //   5. activations: one allocation carved into named tensors, with a leading step dimension
 //   6. ouro_forward / ouro_backward: the loop over steps, once each way
-//   7. metrics, AdamW with gradient clipping, checkpoint and export files
+//   7. metrics and Q-exit
+//   8. AdamW and gradient clipping
+//   9. checkpoints
+//  10. the export file for run.c
 //
 // All tensors are `real`: float, or double when built with -DOURO_DOUBLE. The double build exists
 // for the gradient check in test_all.c, where central differences are then accurate to ~1e-8
@@ -769,10 +773,11 @@ void stage2_loss(real *loss_tok, real *dz, const real *ce, const real *z, real k
 //
 // Activation memory, in reals per token (N = B*S tokens; the (N, V) logits buffer is shared):
 //   T * [ L * (10 d + 3 F + H + 4)      layer activations at every step
-//         + d + 6 ]                     dh_head, log_p, p, dce, dlogp, dz
-//   + 2T * (d + 3)                      h, rstd_h, z, ce at up to 2T steps
-//   + V + 10 d + 3 F + 3                logits of one step, one layer's backward scratch, emb, losses
-// plus 2 S^2 per thread for attention scores. See acts_bytes_per_token().
+//         + d + 5 ]                     dh_head; log_p, p, dce, dlogp, dz
+//   + 2T * (d + 3)                      h; rstd_h, z, ce at up to 2T steps
+//   + V + 11 d + 3 F + 2                logits of one step, emb, one layer's backward scratch, losses
+// plus 2 S^2 per thread for attention scores (2 S / B per token). acts_bytes_per_token()
+// measures the layout itself.
 
 struct LayerActs {
     real *xa;          // (N, d) norm_attn_pre(x), the attention input
@@ -1079,7 +1084,7 @@ void ouro_backward(Ouro *m) {
 }
 
 // ----------------------------------------------------------------------------
-// 7. metrics
+// 7. metrics and Q-exit
 
 void metrics_compute(Ouro *m) {
     const Acts *a = m->acts;
