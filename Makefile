@@ -24,13 +24,16 @@ endif
 # Every program is one translation unit that includes the .c files it needs (llm.c style),
 # so each depends on all sources.
 SOURCES = $(wildcard *.c *.h tinystories/*.c)
-PROGRAMS = train prepare test_all test_all64
+PROGRAMS = train run prepare test_all test_all64
 
-.PHONY: all test asan clean help download
+.PHONY: all test asan clean help download bench
 all: $(PROGRAMS)
 
 train: $(SOURCES)
 	$(CC) $(CFLAGS) $(OMP) -o $@ train.c $(LDLIBS)
+
+run: $(SOURCES)
+	$(CC) $(CFLAGS) $(OMP) -o $@ run.c $(LDLIBS)
 
 # the data tool of tinystories/ (named prepare: the folder has the natural name)
 prepare: $(SOURCES)
@@ -47,6 +50,13 @@ test: test_all test_all64
 	./test_all64
 	./test_all
 
+# speed: training and decoding tok/s, GFLOP/s, memory, matmul shapes, the machine's FMA peak
+benchmark: $(SOURCES)
+	$(CC) $(CFLAGS) $(OMP) -o $@ bench.c $(LDLIBS)
+
+bench: benchmark
+	./benchmark
+
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer
 asan: $(SOURCES)
 	$(CC) -O1 -g -std=gnu11 -Wall -Wextra $(OMP) -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -58,12 +68,13 @@ download: prepare
 	sh tinystories/download.sh
 
 clean:
-	rm -f $(PROGRAMS) test_all_asan
+	rm -f $(PROGRAMS) test_all_asan benchmark
 
 help:
 	@echo "make            build everything: $(PROGRAMS)"
 	@echo "make test       run every test (double-precision model tests, then all tests)"
 	@echo "make asan       run the tests under AddressSanitizer and UBSan"
+	@echo "make bench      measure speed: training and decoding tok/s, GFLOP/s, memory"
 	@echo "make download   fetch real TinyStories (needs internet) and prepare shards in out/tinystories/"
 	@echo "make clean      remove what make built"
 	@echo "options: PORTABLE=1 (no -march=native), NO_OPENMP=1, CC=..."

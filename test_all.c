@@ -625,6 +625,9 @@ static void test_plots(void) {
 
 #include "tinystories/test_data.c"
 #include "tinystories/test_storygen.c"
+#ifndef OURO_DOUBLE
+#include "test_run.c"  // run.c is float-only: it memory-maps float32 weights
+#endif
 
 int main(void) {
     int threads = max_threads();
@@ -643,6 +646,9 @@ int main(void) {
     test_train_rejects_bad_input();
     test_dump_state();
     test_plots();
+#ifndef OURO_DOUBLE
+    run_run_tests();
+#endif
     printf("%d passed, %d failed, %d skipped\n", tests_passed, tests_failed, tests_skipped);
     return tests_failed ? 1 : 0;
 }

@@ -1,0 +1,517 @@
+// test_run.c: tests of run.c (inference with exits that skip compute). Included by test_all.c
+// after its harness (check, skip, shared_data_dir), in the float build only (run.c reads float32
+// exports): #ifndef OURO_DOUBLE / #include "test_run.c" / #endif; run_run_tests() runs them all.
+// Each test builds a small random model in memory, exports it to /tmp/ouro_test_run_*.bin with
+// ouro_export (its tokenizer trained on a built-in text) and loads it with run.c's loader.
+//
+// Tolerance of the decode-vs-ouro_forward comparisons: run.c computes the same function one token
+// at a time (matrix-vector products and a one-query attention with their own summation order,
+// instead of ouro.c's blocked matmul over the whole sequence), so float32 results differ by
+// rounding, which T*L layers and the norms between them amplify a little. The bound is
+// |decode - forward| <= 1e-4 * max(1, max |logit|) per row of logits: ~1000 times float32's
+// 1.2e-7, while a wrong cache entry, position or step changes the logits by O(0.1) or more. The
+// run prints how close the worst row came.
+#define TESTING  // leaves out run.c's main()
+#include "run.c"
+
+static const double RUN_TEST_TOL = 1e-4;
+
+static const char run_test_text[] =
+    "Once upon a time there was a little girl named Lily. She liked to play in the park with her dog. "
+    "One day Lily saw a big red ball in the tree. She wanted the ball, but the tree was too tall. "
+    "Her dog barked and jumped, and the ball fell down. Lily was happy. She said thank you to her dog, "
+    "and they played with the ball all day. The sun was warm and the sky was blue.";
+
+// Moves every weight away from its initial value so that every path matters (as test_all.c
+// does for the gradient check): norm weights around 1, gate weights that give varied exits.
+static void run_test_scramble(Ouro *m, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        real *w = param_tensor(m->params_memory, m->param_sizes, i);
+        for (size_t j = 0; j < m->param_sizes[i]; j++) {
+            double r = rng_normal(&rng);
+            w[j] = (real)(param_is_matrix[i] ? 0.3 * r : i == P_EXIT_W ? 0.5 * r : i == P_EXIT_B ? 0.3 * r : 1 + 0.2 * r);
+        }
+    }
+}
+
+// Trains a tokenizer on the built-in text and returns its file bytes (free them) and vocab size.
+static char *run_test_tokenizer_bytes(size_t *len, int *vocab_size) {
+    const char *path = "/tmp/ouro_test_run_tok.bin";
+    Tokenizer tok;
+    char *bytes = NULL;
+    if (tokenizer_train(&tok, run_test_text, sizeof run_test_text - 1, 300) || tokenizer_save(&tok, path) ||
+        read_file(path, 1 << 20, &bytes, len))
+        die("test_run: tokenizer fixture: %s", ouro_error);
+    *vocab_size = tok.vocab_size;
+    tokenizer_free(&tok);
+    remove(path);
+    return bytes;
+}
+
+// A random model (T = 3, L = 2, 24 positions) with the tokenizer's vocabulary (plus extra_vocab),
+// exported to path. The Ouro stays in *net for the reference forward passes.
+static int run_test_model(Ouro *net, const char *path, int tied, int extra_vocab, uint64_t seed) {
+    size_t tok_len;
+    int V;
+    char *tok = run_test_tokenizer_bytes(&tok_len, &V);
+    Config cfg = {.V = V + extra_vocab, .d = 16, .H = 2, .F = 24, .L = 2, .T = 3, .max_seq_len = 24,
+                  .tied = tied, .rope_theta = 10000.0f, .norm_eps = 1e-6f};
+    int ok = check(ouro_init(net, &cfg, seed) == 0, "test model init: %s", ouro_error);
+    if (ok) {
+        run_test_scramble(net, seed + 1);
+        ok = check(ouro_export(net, path, tok, tok_len) == 0, "test model export: %s", ouro_error);
+    }
+    free(tok);
+    return ok;
+}
+
+static void run_test_tokens(int *x, int n, int V, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++) x[i] = (int)rng_below(&rng, (uint64_t)V);
+}
+
+// logits (n_steps, S, V) of ouro.c's full-sequence forward: h_t @ head^T after every step.
+static float *run_test_reference_logits(Ouro *net, const int *x, int S, int n_steps) {
+    const Config *c = &net->cfg;
+    float *ref = xmalloc((size_t)n_steps * S * c->V * sizeof(float));
+    if (ouro_forward(net, x, NULL, 1, S, n_steps, OURO_EVAL)) die("test_run: forward: %s", ouro_error);
+    for (int t = 0; t < n_steps; t++)
+        linear_forward(ref + (size_t)t * S * c->V, step_h(net, t), net->params.head, S, c->d, c->V);
+    return ref;
+}
+
+// max |a - b| / max(1, max |b|) over one row of V logits.
+static double run_test_row_error(const float *a, const float *b, int V) {
+    double err = 0, scale = 1;
+    for (int i = 0; i < V; i++) {
+        err = fmax(err, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return err / scale;
+}
+
+// (a) incremental decoding with full KV caches, from position 0 and after a batched prefill,
+// reproduces ouro_forward's logits after EVERY step t = 1..T at every position.
+static void test_run_decode_matches_forward(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    if (!run_test_model(&net, path, 0, 0, 11)) return;
+    Model m;
+    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    const Config *c = &m.cfg;
+    int S = c->max_seq_len, T = c->T, V = c->V, x[64];
+    run_test_tokens(x, S, V, 5);
+    float *ref = run_test_reference_logits(&net, x, S, T);
+    ExitPolicy full_depth = {.kind = EXIT_STATIC, .n = T};
+    TokenTrace tr;
+    for (int n_prefill = 0; n_prefill <= S / 2; n_prefill += S / 2) {  // from position 0; after a prefill
+        RunState s;
+        runstate_init(&s, &m, KV_FULL, T, n_prefill, 1);
+        double worst = 0;
+        int first = 0;
+        if (n_prefill) {
+            prefill(&m, &s, &full_depth, x, n_prefill, &tr);
+            first = n_prefill - 1;  // the prefill's step logits are those of its last position
+            for (int t = 0; t < T; t++)
+                worst = fmax(worst, run_test_row_error(s.step_logits + (size_t)t * V, ref + ((size_t)t * S + first) * V, V));
+            first++;
+        }
+        for (int pos = first; pos < S; pos++) {
+            decode_token(&m, &s, &full_depth, x[pos], pos, &tr);
+            for (int t = 0; t < T; t++)
+                worst = fmax(worst, run_test_row_error(s.step_logits + (size_t)t * V, ref + ((size_t)t * S + pos) * V, V));
+        }
+        check(worst <= RUN_TEST_TOL, "decode (prefill %d) vs ouro_forward, every step and position: relative error %.3g > %g",
+              n_prefill, worst, RUN_TEST_TOL);
+        printf("run: decode vs ouro_forward (prefill %2d, T=%d steps x %d positions): worst error %.2g of the tolerance\n",
+               n_prefill, T, S, worst / RUN_TEST_TOL);
+        runstate_free(&s);
+    }
+    free(ref);
+    model_free(&m);
+    ouro_free(&net);
+    remove(path);
+}
+
+// Decodes x[0..S) with the policy and strategy from position 0; copies every position's exit-step
+// logits into logits (S, V) and exit steps into exits (S). Returns the layer-steps computed.
+static long long run_test_decode_all(Model *m, const ExitPolicy *pol, KvStrategy kv, const int *x, int S,
+                                     float *logits, int *exits, RunState *keep) {
+    RunState s;
+    runstate_init(&s, m, kv, policy_max_steps(pol, m->cfg.T), 0, 0);
+    TokenTrace tr;
+    for (int pos = 0; pos < S; pos++) {
+        exits[pos] = decode_token(m, &s, pol, x[pos], pos, &tr);
+        memcpy(logits + (size_t)pos * m->cfg.V, s.logits, m->cfg.V * sizeof(float));
+    }
+    long long steps = s.layer_steps;
+    if (keep) *keep = s;
+    else runstate_free(&s);
+    return steps;
+}
+
+// (b) Q-exit with q = 1 equals static T exactly; (c) static n reads the step-n head, also beyond
+// T; (d) Q-exit with a small q computes fewer layer-steps, and exactly the ones it reports;
+// the full strategy fills an early-exited position's missing steps with its exit step's K/V.
+static void test_run_exit_policies(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    if (!run_test_model(&net, path, 1, 0, 21)) return;  // tied head this time
+    Model m;
+    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    const Config *c = &m.cfg;
+    int S = c->max_seq_len, T = c->T, V = c->V, L = c->L, x[64], exits[64], exits2[64];
+    run_test_tokens(x, S, V, 9);
+    float *ref = run_test_reference_logits(&net, x, S, 2 * T);
+    float *a = xmalloc((size_t)S * V * sizeof(float)), *b = xmalloc((size_t)S * V * sizeof(float));
+
+    ExitPolicy static_T = {.kind = EXIT_STATIC, .n = T}, q1 = {.kind = EXIT_Q, .q = 1.0};
+    run_test_decode_all(&m, &static_T, KV_FULL, x, S, a, exits, NULL);
+    long long steps_q1 = run_test_decode_all(&m, &q1, KV_FULL, x, S, b, exits2, NULL);
+    int all_T = 1;
+    for (int i = 0; i < S; i++) all_T &= exits2[i] == T;
+    check(memcmp(a, b, (size_t)S * V * sizeof(float)) == 0 && all_T && steps_q1 == (long long)S * T * L,
+          "Q-exit q=1 differs from static T (exits all T: %d, layer-steps %lld, expected %d)", all_T, steps_q1, S * T * L);
+
+    for (int n = 1; n <= 2 * T; n++) {
+        ExitPolicy static_n = {.kind = EXIT_STATIC, .n = n};
+        long long steps = run_test_decode_all(&m, &static_n, KV_FULL, x, S, a, exits, NULL);
+        double worst = 0;
+        for (int pos = 0; pos < S; pos++)
+            worst = fmax(worst, run_test_row_error(a + (size_t)pos * V, ref + ((size_t)(n - 1) * S + pos) * V, V));
+        check(worst <= RUN_TEST_TOL && steps == (long long)S * n * L,
+              "static %d: error vs ouro_forward's step-%d logits %.3g > %g, or layer-steps %lld != %d", n, n, worst,
+              RUN_TEST_TOL, steps, S * n * L);
+    }
+
+    // q = 0 leaves every token after step 1; a small q leaves some early, never after T.
+    ExitPolicy q0 = {.kind = EXIT_Q, .q = 0.0}, q_small = {.kind = EXIT_Q, .q = 0.3};
+    long long steps_q0 = run_test_decode_all(&m, &q0, KV_FULL, x, S, a, exits, NULL);
+    check(steps_q0 == (long long)S * L, "Q-exit q=0: %lld layer-steps, expected %d (one step per token)", steps_q0, S * L);
+    RunState s;
+    long long steps_small = run_test_decode_all(&m, &q_small, KV_FULL, x, S, a, exits, &s);
+    long long counted = 0;
+    int early = 0, in_range = 1;
+    for (int i = 0; i < S; i++) {
+        counted += (long long)exits[i] * L;
+        early += exits[i] < T;
+        in_range &= exits[i] >= 1 && exits[i] <= T;
+    }
+    check(steps_small < (long long)S * T * L && early > 0 && in_range && steps_small == counted,
+          "Q-exit q=0.3: %lld layer-steps (full depth %d), %d early exits, counted %lld", steps_small, S * T * L, early, counted);
+    printf("run: Q-exit q=0.3 on the random model: %.2f steps per token of T=%d\n", (double)steps_small / L / S, T);
+    // the default fill: steps after the exit hold the exit step's K/V
+    int filled = 1;
+    size_t bytes = (size_t)c->d * sizeof(float);
+    for (int pos = 0; pos < S; pos++)
+        for (int l = 0; l < L; l++)
+            for (int t = exits[pos]; t < T; t++)
+                filled &= memcmp(s.key_cache + step_row(&s, t, l, pos), s.key_cache + step_row(&s, exits[pos] - 1, l, pos), bytes) == 0 &&
+                          memcmp(s.value_cache + step_row(&s, t, l, pos), s.value_cache + step_row(&s, exits[pos] - 1, l, pos), bytes) == 0;
+    check(filled, "KV full: an early-exited position's later steps do not hold its exit step's K/V");
+    runstate_free(&s);
+
+    // hidden-state difference: eps = 0 never stops early (runs T); a huge eps stops at step 2.
+    ExitPolicy never = {.kind = EXIT_HDIFF, .eps = 0}, always = {.kind = EXIT_HDIFF, .eps = 1e30};
+    long long steps_never = run_test_decode_all(&m, &never, KV_FULL, x, S, a, exits, NULL);
+    long long steps_always = run_test_decode_all(&m, &always, KV_FULL, x, S, b, exits, NULL);
+    check(steps_never == (long long)S * T * L && steps_always == (long long)S * (T < 2 ? T : 2) * L,
+          "hdiff: eps=0 ran %lld layer-steps (expected %d), eps=1e30 ran %lld (expected %d)", steps_never, S * T * L,
+          steps_always, S * (T < 2 ? T : 2) * L);
+    free(a);
+    free(b);
+    free(ref);
+    model_free(&m);
+    ouro_free(&net);
+    remove(path);
+}
+
+// The KV strategies: identical at static depth 1 (only step 1 exists), different at depth T, and
+// each stores what run.c documents, checked at position 0 (whose K/V do not depend on the strategy).
+static void test_run_kv_strategies(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    if (!run_test_model(&net, path, 0, 0, 31)) return;
+    Model m;
+    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    const Config *c = &m.cfg;
+    int S = c->max_seq_len, T = c->T, V = c->V, L = c->L, d = c->d, x[64], exits[64];
+    run_test_tokens(x, S, V, 13);
+    size_t row_bytes = (size_t)S * V * sizeof(float);
+    float *base = xmalloc(row_bytes), *other = xmalloc(row_bytes);
+    ExitPolicy one = {.kind = EXIT_STATIC, .n = 1}, full_depth = {.kind = EXIT_STATIC, .n = T};
+    run_test_decode_all(&m, &one, KV_FULL, x, S, base, exits, NULL);
+    for (int k = 1; k < N_KV_STRATEGIES; k++) {
+        run_test_decode_all(&m, &one, (KvStrategy)k, x, S, other, exits, NULL);
+        check(memcmp(base, other, row_bytes) == 0, "static depth 1: KV %s differs from full", kv_names[k]);
+    }
+    RunState full;
+    run_test_decode_all(&m, &full_depth, KV_FULL, x, S, base, exits, &full);
+    for (int k = 1; k < N_KV_STRATEGIES; k++) {
+        RunState s;
+        run_test_decode_all(&m, &full_depth, (KvStrategy)k, x, S, other, exits, &s);
+        check(memcmp(base, other, (size_t)V * sizeof(float)) == 0, "KV %s: position 0 differs from full", kv_names[k]);
+        check(run_test_row_error(base + (size_t)(S - 1) * V, other + (size_t)(S - 1) * V, V) > 1e-3,
+              "KV %s at depth T gives the same last-position logits as full: the strategy has no effect", kv_names[k]);
+        double worst = 0;
+        for (int l = 0; l < L; l++)
+            for (int i = 0; i < d; i++) {
+                double expect = 0;
+                if (k == KV_FIRST) expect = full.key_cache[step_row(&full, 0, l, 0) + i];
+                else if (k == KV_LAST) expect = full.key_cache[step_row(&full, T - 1, l, 0) + i];
+                else {
+                    float sum = 0;
+                    for (int t = 0; t < T; t++) sum += full.key_cache[step_row(&full, t, l, 0) + i];
+                    expect = sum / T;
+                }
+                worst = fmax(worst, fabs(s.key_shared[shared_row(&s, l, 0) + i] - expect));
+            }
+        check(worst < 1e-6, "KV %s: stored key of position 0 is off by %.3g from the documented one", kv_names[k], worst);
+        check(s.cache_bytes * T == full.cache_bytes, "KV %s: %zu cache bytes, expected full's %zu / T", kv_names[k],
+              s.cache_bytes, full.cache_bytes);
+        runstate_free(&s);
+    }
+    runstate_free(&full);
+    free(base);
+    free(other);
+    model_free(&m);
+    ouro_free(&net);
+    remove(path);
+}
+
+// Evaluation: the static-depth CE of eval_pass (token by token, head read after every step) equals
+// ouro_forward's mean CE_t for t = 1..2T on the same window, and windows do not leak into each other.
+static void test_run_eval(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    if (!run_test_model(&net, path, 0, 0, 41)) return;
+    Model m;
+    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    const Config *c = &m.cfg;
+    int S = c->max_seq_len, T = c->T, x[2 * 24 + 1];
+    run_test_tokens(x, 2 * S + 1, c->V, 17);
+    uint16_t tokens[2 * 24 + 1] = {0};
+    for (int i = 0; i < 2 * S + 1; i++) tokens[i] = (uint16_t)x[i];
+    EvalPass ep = {.pol = {.kind = EXIT_STATIC, .n = 2 * T}, .kv = KV_FULL, .every_step = 1};
+    EvalScores r;
+    check(eval_pass(&m, tokens, (size_t)2 * S + 1, &ep, &r) == 0, "eval_pass: %s", ouro_error);
+    // reference: both windows as a batch of 2 sequences
+    int inputs[2 * 24], targets[2 * 24];
+    for (int i = 0; i < 2 * S; i++) { inputs[i] = x[i]; targets[i] = x[i + 1]; }
+    ouro_forward(&net, inputs, targets, 2, S, 2 * T, OURO_EVAL);
+    double worst = 0;
+    for (int t = 0; t < 2 * T; t++) worst = fmax(worst, fabs(r.ce_step[t] - net.metrics.ce[t]));
+    check(worst < 1e-4 && r.tokens == 2 * S, "eval static depths vs ouro_forward's CE_t: worst |difference| %.3g > 1e-4 (%lld tokens)",
+          worst, r.tokens);
+    EvalScores q1;
+    ep = (EvalPass){.pol = {.kind = EXIT_Q, .q = 1.0}, .kv = KV_FULL};
+    eval_pass(&m, tokens, (size_t)2 * S + 1, &ep, &q1);
+    check(fabs(q1.ce - r.ce_step[T - 1]) < 1e-12 && q1.depth == T, "eval Q-exit q=1: CE %.9g depth %g, static T: CE %.9g",
+          q1.ce, q1.depth, r.ce_step[T - 1]);
+    model_free(&m);
+    ouro_free(&net);
+    remove(path);
+}
+
+// Sampling: the same seed gives the same text; temperature 0 is greedy; top-p keeps the nucleus.
+static void test_run_sampling(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    if (!run_test_model(&net, path, 0, 0, 51)) return;
+    Model m;
+    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    const Config *c = &net.cfg;  // the same as m.cfg, and it outlives m
+    int prompt[3] = {TOKEN_EOT, 'O', 'n'}, out[3][20];
+    ExitPolicy pol = {.kind = EXIT_Q, .q = 0.5};
+    uint64_t seeds[3] = {7, 7, 8};
+    GenStats st[3];
+    for (int run = 0; run < 3; run++) {
+        RunState s;
+        Sampler sp;
+        runstate_init(&s, &m, KV_LAST, c->T, 3, 0);
+        sampler_init(&sp, c->V, 1.0f, 0.9f, seeds[run]);
+        memset(out[run], 0, sizeof out[run]);
+        generate_text(&m, &s, &sp, &pol, prompt, 3, 20, out[run], NULL, NULL, NULL, &st[run]);
+        sampler_free(&sp);
+        runstate_free(&s);
+    }
+    check(st[0].n_generated == st[1].n_generated && memcmp(out[0], out[1], sizeof out[0]) == 0,
+          "generation with the same seed differs between two runs");
+    check(memcmp(out[0], out[2], sizeof out[0]) != 0, "seeds 7 and 8 generate the same 20 tokens");
+
+    float logits[4] = {1.0f, 3.0f, 2.0f, 0.5f};
+    Sampler sp;
+    sampler_init(&sp, 4, 0.0f, 0.9f, 1);
+    check(sampler_sample(&sp, logits) == 1, "temperature 0 does not pick the argmax");
+    sampler_free(&sp);
+    // p = (0.6, 0.3, 0.1): top-p 0.5 keeps token 0 only; the full distribution is sampled at its rates
+    float probs[3] = {0.6f, 0.3f, 0.1f};
+    ProbIndex cand[3];
+    Rng rng;
+    rng_seed(&rng, 3);
+    int counts[3] = {0, 0, 0}, nucleus_ok = 1;
+    for (int i = 0; i < 20000; i++) {
+        nucleus_ok &= sample_top_p(probs, 3, 0.5f, cand, rng_uniform(&rng)) == 0;
+        counts[sample_multinomial(probs, 3, rng_uniform(&rng))]++;
+    }
+    check(nucleus_ok, "top-p 0.5 of (0.6, 0.3, 0.1) sampled outside the nucleus {0}");
+    check(fabs(counts[0] / 20000.0 - 0.6) < 0.02 && fabs(counts[2] / 20000.0 - 0.1) < 0.01,
+          "multinomial sampling rates %.3f, %.3f, %.3f for (0.6, 0.3, 0.1)", counts[0] / 20000.0, counts[1] / 20000.0,
+          counts[2] / 20000.0);
+    model_free(&m);
+
+    // Stopping at <|endoftext|>: make h's component 0 a positive constant and give <|endoftext|>
+    // the only head weight on it (+10: greedy picks it at once; -10: never).
+    Params *p = &net.params;
+    int d = c->d, L = c->L;
+    for (int v = 0; v < c->V; v++) p->embed[(size_t)v * d] = 1;            // x_0 = 1 at step 1
+    for (int l = 0; l < L; l++) p->norm_attn_post[l * d] = p->norm_mlp_post[l * d] = 0;  // sub-blocks leave x_0 alone
+    for (int j = 0; j < d; j++) p->norm_final[j] = j == 0;                  // h = (x_0 / rms(x), 0, ...)
+    for (int v = 0; v < c->V; v++) p->head[(size_t)v * d] = 0;
+    size_t tok_len;
+    int tok_V;
+    char *tok = run_test_tokenizer_bytes(&tok_len, &tok_V);
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        p->head[(size_t)TOKEN_EOT * d] = (real)(10 * sign);
+        GenStats gs;
+        int ok = check(ouro_export(&net, path, tok, tok_len) == 0 && model_load(&m, path) == 0, "EOT model: %s", ouro_error);
+        if (!ok) break;
+        RunState s;
+        Sampler sp;
+        runstate_init(&s, &m, KV_FULL, c->T, 3, 0);
+        sampler_init(&sp, c->V, 0.0f, 0.9f, 1);
+        generate_text(&m, &s, &sp, &pol, prompt, 3, 10, out[0], NULL, NULL, NULL, &gs);
+        if (sign > 0)
+            check(gs.n_generated == 1 && out[0][0] == TOKEN_EOT, "generation did not stop at <|endoftext|>: %d tokens, first %d",
+                  gs.n_generated, out[0][0]);
+        else
+            check(gs.n_generated == 10, "generation stopped after %d of 10 tokens without <|endoftext|>", gs.n_generated);
+        sampler_free(&sp);
+        runstate_free(&s);
+        model_free(&m);
+    }
+    free(tok);
+    ouro_free(&net);
+    remove(path);
+}
+
+static void run_test_write(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (f) { fwrite(data, 1, n, f); fclose(f); }
+}
+
+// Writes bytes to bad_path and checks that model_load rejects them with a message containing want.
+static void run_test_expect_rejected(const char *bad_path, const void *bytes, size_t n, const char *want, const char *what) {
+    Model m;
+    run_test_write(bad_path, bytes, n);
+    int rejected = model_load(&m, bad_path) != 0;
+    if (!rejected) model_free(&m);
+    check(rejected && strstr(ouro_error, want) && strstr(ouro_error, bad_path),
+          "%s: %s (error: \"%s\", expected it to mention \"%s\" and the file)", what, rejected ? "wrong message" : "accepted",
+          rejected ? ouro_error : "", want);
+}
+
+// (e) the loader rejects broken files with a message that names the file and the problem.
+static void test_run_loader_rejects(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin", *bad = "/tmp/ouro_test_run_bad.bin";
+    Ouro net;
+    if (!run_test_model(&net, path, 0, 0, 61)) return;
+    char *buf = NULL;
+    size_t len = 0;
+    if (!check(read_file(path, 1 << 30, &buf, &len) == 0, "re-reading the export: %s", ouro_error)) { ouro_free(&net); return; }
+    ExportHeader *hdr = (ExportHeader *)buf;
+    size_t tok_at = sizeof(ExportHeader) + hdr->n_weights * sizeof(float);
+
+    run_test_expect_rejected(bad, buf, len - 5, "bytes", "truncated export");
+    run_test_expect_rejected(bad, buf, 100, "truncated", "export shorter than its header");
+    buf[0] = 'X';
+    run_test_expect_rejected(bad, buf, len, "magic", "wrong magic");
+    buf[0] = 'O';
+    hdr->version = 99;
+    run_test_expect_rejected(bad, buf, len, "version", "wrong version");
+    hdr->version = EXPORT_VERSION;
+    hdr->config.F += 2;  // a valid config, but not the one the weights were written for
+    run_test_expect_rejected(bad, buf, len, "weights", "config that does not match n_weights");
+    hdr->config.F -= 2;
+    hdr->config.H = 3;
+    run_test_expect_rejected(bad, buf, len, "divisible", "invalid config");
+    hdr->config.H = net.cfg.H;
+    buf[tok_at + 1] ^= 0x20;  // the embedded tokenizer's magic
+    run_test_expect_rejected(bad, buf, len, "tokenizer", "corrupted embedded tokenizer (magic)");
+    buf[tok_at + 1] ^= 0x20;
+    if (len > tok_at + 28) {
+        buf[tok_at + 24] = (char)0xFF;  // merge 0 joins ids that do not exist yet
+        buf[tok_at + 25] = (char)0x7F;
+        run_test_expect_rejected(bad, buf, len, "tokenizer", "corrupted embedded tokenizer (merge)");
+    }
+    Model m;
+    check(model_load(&m, "/tmp/ouro_no_such_model.bin") != 0 && strstr(ouro_error, "ouro_no_such_model"),
+          "a missing model file was accepted (error: %s)", ouro_error);
+    free(buf);
+    ouro_free(&net);
+
+    // a model whose vocabulary is not its tokenizer's
+    if (run_test_model(&net, bad, 0, 3, 71)) {
+        int rejected = model_load(&m, bad) != 0;
+        if (!rejected) model_free(&m);
+        check(rejected && strstr(ouro_error, "vocabulary"), "tokenizer/model vocabulary mismatch accepted (error: %s)",
+              rejected ? ouro_error : "");
+        ouro_free(&net);
+    }
+    remove(path);
+    remove(bad);
+}
+
+// Threads change nothing: an evaluation pass (windows in parallel) and a matrix-vector product
+// split over threads give bit-identical results with 1 and 2 threads.
+static void test_run_threads(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    if (!run_test_model(&net, path, 0, 0, 81)) return;
+    Model m;
+    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    int S = m.cfg.max_seq_len, n = 3 * S + 1, x[3 * 24 + 1];
+    uint16_t tokens[3 * 24 + 1] = {0};
+    run_test_tokens(x, n, m.cfg.V, 19);
+    for (int i = 0; i < n; i++) tokens[i] = (uint16_t)x[i];
+    EvalPass ep = {.pol = {.kind = EXIT_Q, .q = 0.5}, .kv = KV_AVG};
+    EvalScores r1, r2;
+    int saved = set_thread_count(1);
+    eval_pass(&m, tokens, (size_t)n, &ep, &r1);
+    set_thread_count(2);
+    eval_pass(&m, tokens, (size_t)n, &ep, &r2);
+    check(r1.ce == r2.ce && r1.layer_steps == r2.layer_steps, "eval with 1 vs 2 threads: CE %.17g vs %.17g, layer-steps %lld vs %lld",
+          r1.ce, r2.ce, r1.layer_steps, r2.layer_steps);
+    int rows = 1100, cols = 1000;  // above MATVEC_PARALLEL_MIN, so 2 threads split the rows
+    float *w = xmalloc((size_t)rows * cols * sizeof(float)), *v = xmalloc(cols * sizeof(float));
+    float *o1 = xmalloc(rows * sizeof(float)), *o2 = xmalloc(rows * sizeof(float));
+    Rng rng;
+    rng_seed(&rng, 23);
+    for (int i = 0; i < rows * cols; i++) w[i] = (float)rng_normal(&rng);
+    for (int i = 0; i < cols; i++) v[i] = (float)rng_normal(&rng);
+    matvec(o1, w, v, rows, cols, 1);
+    matvec(o2, w, v, rows, cols, 2);
+    check(memcmp(o1, o2, rows * sizeof(float)) == 0, "matvec split over 2 threads differs from 1 thread");
+    set_thread_count(saved);
+    free(w); free(v); free(o1); free(o2);
+    model_free(&m);
+    ouro_free(&net);
+    remove(path);
+}
+
+// The tests run on one thread, except test_run_threads: with more threads than free cores,
+// OpenMP's spinning barriers make every small parallel region slow, and these models are tiny.
+static void run_run_tests(void) {
+    int saved = set_thread_count(1);
+    test_run_decode_matches_forward();
+    test_run_exit_policies();
+    test_run_kv_strategies();
+    test_run_eval();
+    test_run_sampling();
+    test_run_loader_rejects();
+    test_run_threads();
+    set_thread_count(saved);
+}
