@@ -26,7 +26,7 @@ endif
 SOURCES = $(wildcard *.c *.h tinystories/*.c)
 PROGRAMS = train run prepare test_all test_all64
 
-.PHONY: all test asan clean help download bench
+.PHONY: all test asan clean help download bench demo
 all: $(PROGRAMS)
 
 train: $(SOURCES)
@@ -63,6 +63,10 @@ asan: $(SOURCES)
 	    -fno-sanitize-recover=undefined -o test_all_asan test_all.c $(LDLIBS)
 	./test_all_asan
 
+# the whole story offline in a few minutes: corpus, tokenizer, Stage I, Stage II, a story, tables
+demo: train run prepare
+	sh demo.sh
+
 # real TinyStories from the Hugging Face hub (needs internet), prepared into out/tinystories/
 download: prepare
 	sh tinystories/download.sh
@@ -72,6 +76,7 @@ clean:
 
 help:
 	@echo "make            build everything: $(PROGRAMS)"
+	@echo "make demo       train a small LoopLM on the built-in corpus and show it thinking (offline, minutes)"
 	@echo "make test       run every test (double-precision model tests, then all tests)"
 	@echo "make asan       run the tests under AddressSanitizer and UBSan"
 	@echo "make bench      measure speed: training and decoding tok/s, GFLOP/s, memory"
