@@ -14,7 +14,7 @@
 set -eu
 cd "$(dirname "$0")"
 OUT=${DEMO_OUT:-out/demo}
-STEPS=${DEMO_STEPS:-600}
+STEPS=${DEMO_STEPS:-700}
 STAGE2_STEPS=${DEMO_STAGE2_STEPS:-150}
 THREADS=${DEMO_THREADS:-0}
 MODEL="-d 128 -H 4 -F 344 -L 2 -T 4 -B 8 -S 128"
