@@ -452,41 +452,143 @@ void linear_backward(real *dx, real *dw, const real *dout, const real *x, const 
     if (dw) matmul(dw, C, dout, OC, 1, x, C, 0, OC, C, N, 1);
 }
 
+// Vector helpers for the elementwise kernels. A sum in one accumulator is a chain of dependent
+// adds, which the compiler may not reorder (float addition is not associative), so it runs at
+// one add per ~3 cycles; eight partial sums are eight independent chains that gcc vectorises.
+// The order of every sum is fixed, so results do not depend on the number of threads.
+
+// a . b over n elements.
+real inner_product(const real *a, const real *b, int n) {
+    real part[8] = {0}, sum = 0;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) part[u] += a[j + u] * b[j + u];
+    for (; j < n; j++) sum += a[j] * b[j];
+    for (int u = 0; u < 8; u++) sum += part[u];
+    return sum;
+}
+
+// max of x[0..n), n >= 1 (eight independent chains, as above).
+real max_value(const real *x, int n) {
+    real part[8], mx = x[0];
+    for (int u = 0; u < 8; u++) part[u] = x[0];
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) part[u] = x[j + u] > part[u] ? x[j + u] : part[u];
+    for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    for (int u = 0; u < 8; u++) mx = part[u] > mx ? part[u] : mx;
+    return mx;
+}
+
+// exp for the hot loops (the attention and LM-head softmaxes, SwiGLU), in plain C that gcc
+// vectorises: libm's expf is one function call per element, about 8% of a training step.
+//   x = n ln2 + r,  n = round(x / ln2),  |r| <= ln2/2,   so  exp(x) = 2^n exp(r)
+// exp(r) is Cephes' expf polynomial (relative error < 1.7e-7 for |r| <= ln2/2); ln2 is split into
+// 0.693359375 (few bits, so n * it is exact) and a small correction, so r keeps full precision;
+// 2^n is written straight into a float's exponent bits. Measured: within 1.01 ulp of exp on
+// [-87, 88]. x is clamped to that range first, so the result is always a normal float (exp(-100)
+// gives 1.6e-38 rather than 4e-44, exp(100) 1.7e38 rather than inf: softmax and sigmoid do not
+// notice). The clamp compares x's bits as integers because gcc does not vectorise a float
+// compare-and-select that feeds arithmetic (under the default -ftrapping-math). NaN and +-inf
+// give NaN (the x - x term), so a broken activation stays visible. The forward and the backward
+// (which recomputes attention probabilities) use the same function. The double build, which
+// exists for the gradient check, keeps libm's exp.
+#ifdef OURO_DOUBLE
+static inline real fast_exp(real x) { return exp(x); }
+#else
+// A float's bits as an int32 that orders like the float: negative floats get their magnitude
+// bits flipped. The map is its own inverse.
+static inline int32_t ordered_bits(float x) {
+    union { float f; int32_t i; } u = {.f = x};
+    return u.i ^ ((u.i >> 31) & 0x7FFFFFFF);
+}
+
+static inline float from_ordered_bits(int32_t i) {
+    union { int32_t i; float f; } u = {.i = i ^ ((i >> 31) & 0x7FFFFFFF)};
+    return u.f;
+}
+
+static inline float fast_exp(float x) {
+    int32_t key = ordered_bits(x), lo = ordered_bits(-87.0f), hi = ordered_bits(88.0f);
+    float c = from_ordered_bits(key < lo ? lo : key > hi ? hi : key);   // clamp(x, -87, 88)
+    float n = (c * 1.44269504f + 12582912.0f) - 12582912.0f;  // round(c / ln2): adding 1.5 * 2^23
+    float r = (c - n * 0.693359375f) + n * 2.12194440e-4f;     // drops the fraction; r = c - n ln2
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1;                                   // exp(r)
+    union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) << 23};  // 2^n, n in [-126, 127]
+    return p * two_n.f + (x - x);
+}
+#endif
+
+// The exponentials of a softmax, in place: x[j] = exp(scale * x[j] - shift) for j < n. Returns
+// their sum (eight partial sums, as in inner_product).
+real softmax_exp(real *x, int n, real scale, real shift) {
+    real part[8] = {0}, sum = 0;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) {
+            x[j + u] = fast_exp(x[j + u] * scale - shift);
+            part[u] += x[j + u];
+        }
+    for (; j < n; j++) {
+        x[j] = fast_exp(x[j] * scale - shift);
+        sum += x[j];
+    }
+    for (int u = 0; u < 8; u++) sum += part[u];
+    return sum;
+}
+
 // out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps)      x, out: (N, d)  w: (d)  rstd: (N)
 void rmsnorm_forward(real *out, real *rstd, const real *x, const real *w, int N, int d, real eps) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const real *xn = x + (size_t)n * d;
-        real ss = 0;
-        for (int j = 0; j < d; j++) ss += xn[j] * xn[j];
-        real r = 1 / sqrt(ss / d + eps);
+        real r = 1 / sqrt(inner_product(xn, xn, d) / d + eps);
         rstd[n] = r;
         for (int j = 0; j < d; j++) out[(size_t)n * d + j] = xn[j] * r * w[j];
     }
 }
 
-// Given dout, add into dx and dw. With u = x * r (r = rstd), out = u * w:
+// Given dout, dx (N, d) += the gradient (or = it, when accumulate_dx is 0) and dw += its own.
+// With u = x * r (r = rstd), out = u * w:
 //   dw += sum_n dout * u
 //   du  = dout * w
 //   dx += r * (du - u * mean(du * u))    the mean term is r's dependence on x:
 //                                         dr/dx_j = -r^3 x_j / d = -r u_j / d
+// dw sums over tokens in fixed chunks of NORM_ROWS rows, then adds the chunk sums in chunk order:
+// the rows are read contiguously (a sum per column would stride through memory), and every sum
+// has the same order for any number of threads.
+#define NORM_ROWS 32
+
 void rmsnorm_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
-                             const real *rstd, int N, int d) {
+                      const real *rstd, int N, int d, int accumulate_dx) {
+    int n_chunks = (N + NORM_ROWS - 1) / NORM_ROWS;
+    real *scratch = xmalloc((size_t)n_chunks * 2 * d * sizeof(real));  // per chunk: dw part, du
     #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        const real *xn = x + (size_t)n * d, *dn = dout + (size_t)n * d;
-        real r = rstd[n], dot = 0;
-        for (int j = 0; j < d; j++) dot += dn[j] * w[j] * xn[j] * r;
-        dot /= d;
-        for (int j = 0; j < d; j++) dx[(size_t)n * d + j] += r * (dn[j] * w[j] - xn[j] * r * dot);
+    for (int ch = 0; ch < n_chunks; ch++) {
+        real *dw_part = scratch + (size_t)ch * 2 * d, *du = dw_part + d;
+        for (int j = 0; j < d; j++) dw_part[j] = 0;
+        for (int n = ch * NORM_ROWS; n < min_int(N, (ch + 1) * NORM_ROWS); n++) {
+            const real *xn = x + (size_t)n * d, *dn = dout + (size_t)n * d;
+            real *dxn = dx + (size_t)n * d, r = rstd[n];
+            for (int j = 0; j < d; j++) du[j] = dn[j] * w[j];
+            real mean = inner_product(du, xn, d) * r / d;  // mean(du * u)
+            for (int j = 0; j < d; j++) {
+                real g = r * (du[j] - xn[j] * r * mean);
+                dxn[j] = accumulate_dx ? dxn[j] + g : g;
+                dw_part[j] += dn[j] * xn[j] * r;
+            }
+        }
     }
-    // dw sums over tokens: one thread per column keeps the order of the sum fixed.
-    #pragma omp parallel for
-    for (int j = 0; j < d; j++) {
-        real s = 0;
-        for (int n = 0; n < N; n++) s += dout[(size_t)n * d + j] * x[(size_t)n * d + j] * rstd[n];
-        dw[j] += s;
-    }
+    for (int ch = 1; ch < n_chunks; ch++)  // chunk sums in order, into chunk 0's
+        for (int j = 0; j < d; j++) scratch[j] += scratch[(size_t)ch * 2 * d + j];
+    for (int j = 0; j < d; j++) dw[j] += scratch[j];
+    free(scratch);
 }
 
 // RoPE, rotate-half convention, in place on x (B, S, H, hd) = (N, d). Inside each head, element
@@ -516,19 +618,32 @@ void rope_apply(real *x, const real *cosines, const real *sines, int B, int S, i
 //   scores = scale * q k^T, masked to j <= i;  P = softmax over j;  y = P v
 // Only lse (the log-sum-exp of each row, (S)) is saved: backward rebuilds P from it, so memory
 // grows with S, not S^2.
+//
+// Causal blocks: half of the S x S square is masked, so it is not computed. The queries go in
+// blocks of ATT_BLOCK rows; the block of rows i0..i1-1 sees keys 0..i1-1, so its products are
+// (rows, i1) instead of (rows, S). Only the upper triangle of the diagonal block is computed and
+// then zeroed. With S = 256 and blocks of 64 rows, 62% of the square is computed (50% is the
+// causal half): smaller blocks waste less but make more, smaller matmul calls, which then spend
+// as long packing their operands as multiplying (K = hd is only 32 or so); 64 measured best.
+#define ATT_BLOCK 64
+
 void attention_head_forward(real *y, real *lse, real *scores, const real *q, const real *k,
                                    const real *v, int S, int d, int hd) {
     real scale = 1 / sqrt((real)hd);
-    matmul(scores, S, q, d, 0, k, d, 1, S, S, hd, 0);
-    for (int i = 0; i < S; i++) {
-        real *row = scores + (size_t)i * S, mx = -INFINITY, sum = 0;
-        for (int j = 0; j <= i; j++) mx = row[j] * scale > mx ? row[j] * scale : mx;
-        for (int j = 0; j <= i; j++) { row[j] = exp(row[j] * scale - mx); sum += row[j]; }
-        for (int j = 0; j <= i; j++) row[j] /= sum;
-        for (int j = i + 1; j < S; j++) row[j] = 0;
-        lse[i] = mx + log(sum);
+    for (int i0 = 0; i0 < S; i0 += ATT_BLOCK) {
+        int rows = min_int(ATT_BLOCK, S - i0), keys = i0 + rows;
+        real *P = scores + (size_t)i0 * S;  // rows i0.., row stride S
+        matmul(P, S, q + (size_t)i0 * d, d, 0, k, d, 1, rows, keys, hd, 0);
+        for (int i = i0; i < i0 + rows; i++) {
+            real *row = P + (size_t)(i - i0) * S;
+            real mx = scale * max_value(row, i + 1);  // scale > 0
+            real sum = softmax_exp(row, i + 1, scale, mx), inv = 1 / sum;
+            for (int j = 0; j <= i; j++) row[j] *= inv;
+            for (int j = i + 1; j < keys; j++) row[j] = 0;
+            lse[i] = mx + log(sum);
+        }
+        matmul(y + (size_t)i0 * d, d, P, S, 0, v, d, 0, rows, hd, keys, 0);
     }
-    matmul(y, d, scores, S, 0, v, d, 0, S, hd, S, 0);
 }
 
 // Backward of attention_head_forward. Writes dq, dk, dv (S, hd slices, row stride d).
@@ -536,25 +651,31 @@ void attention_head_forward(real *y, real *lse, real *scores, const real *q, con
 //   dv = P^T dy        dP = dy v^T
 //   softmax backward:  ds_ij = P_ij (dP_ij - sum_k P_ik dP_ik)
 //   scores = scale q k^T, so:  dq = scale ds k,  dk = scale ds^T q
+// P and ds are built by query blocks, as in the forward (with dq, which needs whole rows); then
+// dv and dk go by key blocks: keys j0..j1-1 are seen by the queries j0..S-1 only.
 void attention_head_backward(real *dq, real *dk, real *dv, real *P, real *dP, const real *dy,
                                     const real *q, const real *k, const real *v, const real *lse,
                                     int S, int d, int hd) {
     real scale = 1 / sqrt((real)hd);
-    matmul(P, S, q, d, 0, k, d, 1, S, S, hd, 0);
-    for (int i = 0; i < S; i++) {
-        real *row = P + (size_t)i * S;
-        for (int j = 0; j <= i; j++) row[j] = exp(row[j] * scale - lse[i]);
-        for (int j = i + 1; j < S; j++) row[j] = 0;
+    for (int i0 = 0; i0 < S; i0 += ATT_BLOCK) {
+        int rows = min_int(ATT_BLOCK, S - i0), keys = i0 + rows;
+        real *Pb = P + (size_t)i0 * S, *dPb = dP + (size_t)i0 * S;
+        matmul(Pb, S, q + (size_t)i0 * d, d, 0, k, d, 1, rows, keys, hd, 0);
+        matmul(dPb, S, dy + (size_t)i0 * d, d, 0, v, d, 1, rows, keys, hd, 0);
+        for (int i = i0; i < i0 + rows; i++) {
+            real *p = Pb + (size_t)(i - i0) * S, *dp = dPb + (size_t)(i - i0) * S;
+            softmax_exp(p, i + 1, scale, lse[i]);
+            real dot = inner_product(p, dp, i + 1);
+            for (int j = 0; j <= i; j++) dp[j] = scale * p[j] * (dp[j] - dot);
+            for (int j = i + 1; j < keys; j++) p[j] = dp[j] = 0;
+        }
+        matmul(dq + (size_t)i0 * d, d, dPb, S, 0, k, d, 0, rows, hd, keys, 0);
     }
-    matmul(dv, d, P, S, 1, dy, d, 0, S, hd, S, 0);
-    matmul(dP, S, dy, d, 0, v, d, 1, S, S, hd, 0);
-    for (int i = 0; i < S; i++) {
-        real *p = P + (size_t)i * S, *dp = dP + (size_t)i * S, dot = 0;
-        for (int j = 0; j <= i; j++) dot += p[j] * dp[j];
-        for (int j = 0; j < S; j++) dp[j] = j <= i ? scale * p[j] * (dp[j] - dot) : 0;
+    for (int j0 = 0; j0 < S; j0 += ATT_BLOCK) {  // rows j0.. of P and ds reach column j0 + cols
+        int cols = min_int(ATT_BLOCK, S - j0);
+        matmul(dv + (size_t)j0 * d, d, P + (size_t)j0 * S + j0, S, 1, dy + (size_t)j0 * d, d, 0, cols, hd, S - j0, 0);
+        matmul(dk + (size_t)j0 * d, d, dP + (size_t)j0 * S + j0, S, 1, q + (size_t)j0 * d, d, 0, cols, hd, S - j0, 0);
     }
-    matmul(dq, d, dP, S, 0, k, d, 0, S, hd, S, 0);
-    matmul(dk, d, dP, S, 1, q, d, 0, S, hd, S, 0);
 }
 
 // Multi-head causal attention over the batch: y (N, d) from q, k, v (N, d), lse (B, H, S).
@@ -562,6 +683,7 @@ void attention_head_backward(real *dq, real *dk, real *dv, real *P, real *dP, co
 void attention_forward(real *y, real *lse, real *scratch, const real *q, const real *k,
                               const real *v, int B, int S, int d, int H, int n_threads) {
     int hd = d / H;
+    (void)n_threads;  // read only by the pragma (ignored without OpenMP)
     #pragma omp parallel for num_threads(n_threads)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
@@ -575,6 +697,7 @@ void attention_backward(real *dq, real *dk, real *dv, real *scratch, const real 
                                const real *q, const real *k, const real *v, const real *lse,
                                int B, int S, int d, int H, int n_threads) {
     int hd = d / H;
+    (void)n_threads;  // read only by the pragma (ignored without OpenMP)
     #pragma omp parallel for num_threads(n_threads)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
@@ -588,7 +711,7 @@ void attention_backward(real *dq, real *dk, real *dv, real *scratch, const real 
 // SwiGLU activation: act = silu(gate) * up, silu(g) = g * sigmoid(g)        all (N, F)
 void swiglu_forward(real *act, const real *gate, const real *up, size_t n) {
     #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) act[i] = gate[i] / (1 + exp(-gate[i])) * up[i];
+    for (size_t i = 0; i < n; i++) act[i] = gate[i] / (1 + fast_exp(-gate[i])) * up[i];
 }
 
 // d silu(g)/dg = s + g s (1 - s) with s = sigmoid(g), so
@@ -596,7 +719,7 @@ void swiglu_forward(real *act, const real *gate, const real *up, size_t n) {
 void swiglu_backward(real *dgate, real *dup, const real *dact, const real *gate, const real *up, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
-        real g = gate[i], s = 1 / (1 + exp(-g));
+        real g = gate[i], s = 1 / (1 + fast_exp(-g));
         dgate[i] = dact[i] * up[i] * s * (1 + g * (1 - s));
         dup[i] = dact[i] * g * s;
     }
@@ -631,26 +754,33 @@ real sigmoid(real z) { return 1 / (1 + exp(-z)); }
 // When dce is given (training), the gradient is formed right here, while the logits exist:
 //   dlogits[n] = dce[n] * (softmax(logits[n]) - onehot(target[n]))
 //   dh (N, d) = dlogits @ head          dhead += dlogits^T @ h
-// so the (N, V) buffer is reused at every step and B*S*V*T logits never exist at once. This is
-// possible because dLoss/dCE_t = p(t)/N is known before the logits: p comes from the exit gate,
-// which reads h, not the logits.
+// This is possible because dLoss/dCE_t = p(t)/N is known before the logits: p comes from the exit
+// gate, which reads h, not the logits. So B*S*V*T logits never exist at once: the tokens go in
+// chunks of HEAD_ROWS, and logits (HEAD_ROWS, V) is reused by every chunk of every step. A chunk's
+// logits stay in cache between the four passes over them (matmul, softmax, the two products of
+// the gradient), and the buffer does not grow with N. dhead sums the chunks in order, the same
+// for any thread count.
+#define HEAD_ROWS 256
+
 void lm_head_forward(real *ce, real *dh, real *dhead, real *logits, const real *h, const real *head,
                             const int *targets, const real *dce, int N, int d, int V) {
-    linear_forward(logits, h, head, N, d, V);
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        real *row = logits + (size_t)n * V, mx = -INFINITY, sum = 0;
-        for (int j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
-        real target_logit = row[targets[n]];
-        for (int j = 0; j < V; j++) { row[j] = exp(row[j] - mx); sum += row[j]; }
-        ce[n] = mx + log(sum) - target_logit;
-        if (dce) {
-            real scale = dce[n] / sum;
-            for (int j = 0; j < V; j++) row[j] *= scale;
-            row[targets[n]] -= dce[n];
+    for (int n0 = 0; n0 < N; n0 += HEAD_ROWS) {
+        int rows = min_int(HEAD_ROWS, N - n0);
+        const real *hc = h + (size_t)n0 * d;
+        linear_forward(logits, hc, head, rows, d, V);
+        #pragma omp parallel for
+        for (int n = n0; n < n0 + rows; n++) {
+            real *row = logits + (size_t)(n - n0) * V, mx = max_value(row, V), target_logit = row[targets[n]];
+            real sum = softmax_exp(row, V, 1, mx);
+            ce[n] = mx + log(sum) - target_logit;
+            if (dce) {
+                real scale = dce[n] / sum;
+                for (int j = 0; j < V; j++) row[j] *= scale;
+                row[targets[n]] -= dce[n];
+            }
         }
+        if (dce) linear_backward(dh + (size_t)n0 * d, dhead, logits, hc, head, rows, d, V, 0);
     }
-    if (dce) linear_backward(dh, dhead, logits, h, head, N, d, V, 0);
 }
 
 // Exit gate logit, one scalar per token: z (N) = h (N, d) . w (d) + b.
@@ -771,11 +901,12 @@ void stage2_loss(real *loss_tok, real *dz, const real *ce, const real *z, real k
 // inputs, so each step keeps its own copy. Evaluation may run up to 2T steps (extrapolation);
 // steps beyond T reuse the slots of step t mod T, which is safe because nothing reads them back.
 //
-// Activation memory, in reals per token (N = B*S tokens; the (N, V) logits buffer is shared):
+// Activation memory, in reals per token (N = B*S tokens; the logits buffer is shared):
 //   T * [ L * (10 d + 3 F + H + 4)      layer activations at every step
 //         + d + 5 ]                     dh_head; log_p, p, dce, dlogp, dz
 //   + 2T * (d + 3)                      h; rstd_h, z, ce at up to 2T steps
-//   + V + 11 d + 3 F + 2                logits of one step, emb, one layer's backward scratch, losses
+//   + V R / N + 11 d + 3 F + 2          logits of one chunk of R = min(N, HEAD_ROWS) tokens, emb,
+//                                       one layer's backward scratch, losses
 // plus 2 S^2 per thread for attention scores (2 S / B per token). acts_bytes_per_token()
 // measures the layout itself.
 
@@ -810,7 +941,7 @@ struct Acts {
     real *dlogp;       // (T, N) dLoss/dlog p(t)
     real *dz;          // (T, N) dLoss/dz_t
     real *dh_head;     // (T, N, d) gradient into h_t through the LM head, formed in the forward
-    real *logits;      // (N, V) one step's logits (then its dlogits), reused at every step
+    real *logits;      // (min(N, HEAD_ROWS), V) logits (then dlogits) of one chunk of tokens
     real *attn_scratch;  // (threads, 2, S, S) scores and their gradient, one pair per thread
     int attn_threads;
     // backward scratch, reused by every layer and step
@@ -848,7 +979,7 @@ void acts_layout(Acts *a, Carver *cv, const Config *c, size_t N, size_t S, int t
     a->loss1 = carve(cv, N, 1);      a->loss2 = carve(cv, N, 1);
     a->dce = carve(cv, T, N);        a->dlogp = carve(cv, T, N);     a->dz = carve(cv, T, N);
     a->dh_head = carve(cv, T * N, d);
-    a->logits = carve(cv, N, c->V);
+    a->logits = carve(cv, N < HEAD_ROWS ? N : HEAD_ROWS, c->V);
     a->attn_scratch = carve(cv, (size_t)threads * 2 * S, S);
     a->attn_threads = threads;
     real **scratch_d[] = {&a->dres, &a->dres2, &a->dmlp_proj, &a->dxm, &a->datt_proj, &a->datt,
@@ -957,22 +1088,20 @@ void layer_backward(Ouro *m, int t, int l) {
     Params *g = &m->grads;
     Acts *s = m->acts;
     int B = m->B, S = m->S, N = B * S, d = c->d, F = c->F;
-    size_t dd = (size_t)d * d, Fd = (size_t)F * d, Nd = (size_t)N * d;
+    size_t dd = (size_t)d * d, Fd = (size_t)F * d;
     LayerActs *a = layer_acts(m, t, l);
     const real *x = layer_input(m, t, l);
 
     // MLP half: out = x_mid + norm_mlp_post(mlp_proj), so d x_mid = d out + (path through the MLP)
-    memset(s->dmlp_proj, 0, Nd * sizeof(real));
-    rmsnorm_backward(s->dmlp_proj, g->norm_mlp_post + l * d, s->dres, a->mlp_proj, p->norm_mlp_post + l * d, a->rstd_mlp, N, d);
+    rmsnorm_backward(s->dmlp_proj, g->norm_mlp_post + l * d, s->dres, a->mlp_proj, p->norm_mlp_post + l * d, a->rstd_mlp, N, d, 0);
     linear_backward(s->dact, g->mlp_down + l * Fd, s->dmlp_proj, a->act, p->mlp_down + l * Fd, N, F, d, 0);
     swiglu_backward(s->dgate, s->dup, s->dact, a->gate, a->up, (size_t)N * F);
     linear_backward(s->dxm, g->mlp_gate + l * Fd, s->dgate, a->xm, p->mlp_gate + l * Fd, N, d, F, 0);
     linear_backward(s->dxm, g->mlp_up + l * Fd, s->dup, a->xm, p->mlp_up + l * Fd, N, d, F, 1);
-    rmsnorm_backward(s->dres, g->norm_mlp_pre + l * d, s->dxm, a->x_mid, p->norm_mlp_pre + l * d, a->rstd_xm, N, d);
+    rmsnorm_backward(s->dres, g->norm_mlp_pre + l * d, s->dxm, a->x_mid, p->norm_mlp_pre + l * d, a->rstd_xm, N, d, 1);
 
     // attention half: x_mid = x + norm_attn_post(att_proj); dres now holds d x_mid
-    memset(s->datt_proj, 0, Nd * sizeof(real));
-    rmsnorm_backward(s->datt_proj, g->norm_attn_post + l * d, s->dres, a->att_proj, p->norm_attn_post + l * d, a->rstd_att, N, d);
+    rmsnorm_backward(s->datt_proj, g->norm_attn_post + l * d, s->dres, a->att_proj, p->norm_attn_post + l * d, a->rstd_att, N, d, 0);
     linear_backward(s->datt, g->wo + l * dd, s->datt_proj, a->att, p->wo + l * dd, N, d, d, 0);
     attention_backward(s->dq, s->dk, s->dv, s->attn_scratch, s->datt, a->q, a->k, a->v, a->lse, B, S, d, c->H, s->attn_threads);
     rope_apply(s->dq, m->rope_cos, m->rope_sin, B, S, d, c->H, -1);  // gradients w.r.t. q, k before RoPE
@@ -980,7 +1109,7 @@ void layer_backward(Ouro *m, int t, int l) {
     linear_backward(s->dxa, g->wq + l * dd, s->dq, a->xa, p->wq + l * dd, N, d, d, 0);
     linear_backward(s->dxa, g->wk + l * dd, s->dk, a->xa, p->wk + l * dd, N, d, d, 1);
     linear_backward(s->dxa, g->wv + l * dd, s->dv, a->xa, p->wv + l * dd, N, d, d, 1);
-    rmsnorm_backward(s->dres, g->norm_attn_pre + l * d, s->dxa, x, p->norm_attn_pre + l * d, a->rstd_xa, N, d);
+    rmsnorm_backward(s->dres, g->norm_attn_pre + l * d, s->dxa, x, p->norm_attn_pre + l * d, a->rstd_xa, N, d, 1);
 }
 
 // After the L layers of step t: h_t = norm_final(stream), the exit-gate logit z_t = h_t . w + b.
@@ -1006,9 +1135,8 @@ void readout_backward(Ouro *m, int t) {
     #pragma omp parallel for
     for (size_t i = 0; i < Nd; i++) s->dres[i] += dh_head[i];
     exit_gate_backward(s->dres, m->grads.exit_w, m->grads.exit_b, s->dz + (size_t)t * N, h, m->params.exit_w, N, d);
-    memset(s->dres2, 0, Nd * sizeof(real));
     rmsnorm_backward(s->dres2, m->grads.norm_final, s->dres, layer_acts(m, t, c->L - 1)->out,
-                     m->params.norm_final, s->rstd_h + (size_t)t * N, N, d);
+                     m->params.norm_final, s->rstd_h + (size_t)t * N, N, d, 0);
     real *tmp = s->dres; s->dres = s->dres2; s->dres2 = tmp;
 }
 

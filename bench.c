@@ -1,0 +1,406 @@
+// bench.c: how fast ouro.c trains and run.c decodes on this machine (`make bench`).
+//
+// Prints one table for two model configs (tiny and medium, below) with 1 and 2 threads:
+//   training   tokens/s and GFLOP/s of a whole Stage I step (zero grad, forward, backward, gradient
+//              clipping, AdamW), and that rate as a % of this machine's FMA peak
+//   decoding   tokens/s of run.c's one-token path at full depth T and with Q-exit (and the
+//              average depth Q-exit ran), with GFLOP/s and % of peak
+//   memory     peak RSS of the process and ouro.c's activation bytes per training token
+// then the GFLOP/s of every matmul shape the two configs use, and the FMA peak itself.
+// Every time is the median of several runs (a peak is the best of several: it is a maximum).
+// The FMA peak is measured with 1 and with 2 threads; "%peak" divides by the peak of the same
+// thread count, never less than threads x the one-thread peak (the cores are identical, so a
+// lower two-thread figure only means that another process held a core during the probe).
+//
+// FLOPs are counted honestly: only the useful multiply-adds of the matrix products, 2 per
+// multiply-add, nothing for work done twice (attention's score recompute in the backward) and
+// nothing for the elementwise work (norms, RoPE, softmax, SwiGLU, the exit gate, AdamW: O(d)
+// per token against O(d^2)). Per token and recurrent step, forward:
+//   layers     L * 2 * (4 d^2 + 3 d F)      q, k, v, o projections and the three SwiGLU matrices
+//   attention  L * 2 * 2 * d * (S + 1) / 2  q k^T and P v over the causal keys: position i reads
+//                                           i + 1 keys, (S + 1) / 2 on average (the masked half
+//                                           is not useful work and is not counted)
+//   LM head    2 * V * d
+// A training step is 3 x forward (the backward computes dX and dW for every product: 2 x) for
+// each of the T steps and B*S tokens. Decoding one token that runs n steps costs
+// n * (layers + attention at its position) + 2 V d (the head, once, at the exit step).
+//
+// The machine is shared: the load average is printed before and after (the 1-minute average,
+// which also counts a run that just ended), and a busy machine makes every figure lower and
+// noisier, the two-thread ones most (a thread that waits for a descheduled one spins).
+#define TESTING              // leaves out run.c's main()
+#include "run.c"             // run.c includes ouro.c
+#include <sys/resource.h>
+
+#define REPEATS 3            // timed runs per figure (median)
+
+// ----------------------------------------------------------------------------
+// small helpers
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *x, int n) {
+    qsort(x, n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+// Peak resident memory of the process so far, in MiB (Linux reports ru_maxrss in KiB).
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+static double load_average(void) {
+    double l[1] = {0};
+    return getloadavg(l, 1) == 1 ? l[0] : -1;
+}
+
+// ----------------------------------------------------------------------------
+// the FMA peak: independent chains of a*x+b, the best the cores can do with plain C
+//
+// Zen 3 (and most x86 cores since Haswell) has 2 FMA pipes with a 4-cycle latency, so at least
+// 8 independent FMA chains are needed to keep both busy; 12 chains of 8 floats use 12 ymm
+// registers, and gcc turns each step into a vfmadd. FLOPs: 12 chains * 8 lanes * 2 per step.
+
+#define PEAK_CHAINS 12
+#define PEAK_LANES 8
+
+static volatile float peak_multiplier = 0.999999f;  // volatile: a run-time value, nothing folds
+
+static float fma_chains(long steps) {
+    float a = peak_multiplier, acc[PEAK_CHAINS][PEAK_LANES];
+    for (int c = 0; c < PEAK_CHAINS; c++)
+        for (int l = 0; l < PEAK_LANES; l++) acc[c][l] = 1.0f + 0.001f * (c * PEAK_LANES + l);
+    for (long s = 0; s < steps; s++)
+        for (int c = 0; c < PEAK_CHAINS; c++)
+            for (int l = 0; l < PEAK_LANES; l++) acc[c][l] = acc[c][l] * a + 1e-7f;
+    float sum = 0;
+    for (int c = 0; c < PEAK_CHAINS; c++)
+        for (int l = 0; l < PEAK_LANES; l++) sum += acc[c][l];
+    return sum;
+}
+
+// GFLOP/s with `threads` threads each running the chains: the best of 5 trials of ~0.1 s.
+static double fma_peak(int threads) {
+    const long steps = 30000000L;
+    double best = 0;
+    volatile float sink = 0;
+    for (int trial = 0; trial < 5; trial++) {
+        double t0 = now();
+        #pragma omp parallel num_threads(threads)
+        {
+            float s = fma_chains(steps);
+            #pragma omp atomic
+            sink += s;
+        }
+        double gflops = 2.0 * PEAK_CHAINS * PEAK_LANES * steps * threads / (now() - t0) * 1e-9;
+        if (gflops > best) best = gflops;
+    }
+    return best;
+}
+
+// ----------------------------------------------------------------------------
+// the two configs and their FLOPs
+
+typedef struct {
+    const char *name;
+    Config cfg;   // max_seq_len = S
+    int B, S;
+} BenchConfig;
+
+static BenchConfig bench_config(const char *name, int d, int H, int F, int V) {
+    BenchConfig b = {.name = name, .B = 8, .S = 256,
+                     .cfg = {.V = V, .d = d, .H = H, .F = F, .L = 2, .T = 4, .max_seq_len = 256, .tied = 0,
+                             .rope_theta = 10000.0f, .norm_eps = 1e-6f}};
+    return b;
+}
+
+// Forward FLOPs of one token at one recurrent step, without the LM head (see the top comment);
+// keys: the number of keys the token attends to.
+static double layer_step_flops(const Config *c, double keys) {
+    double d = c->d, F = c->F;
+    return c->L * (2 * (4 * d * d + 3 * d * F) + 2 * 2 * d * keys);
+}
+
+// Useful FLOPs of one Stage I training step on B sequences of S tokens.
+static double train_step_flops(const BenchConfig *b) {
+    const Config *c = &b->cfg;
+    double per_token = c->T * (layer_step_flops(c, (b->S + 1) / 2.0) + 2.0 * c->V * c->d);
+    return 3 * per_token * b->B * b->S;
+}
+
+// ----------------------------------------------------------------------------
+// training
+
+typedef struct {
+    double tok_per_s, gflops;
+    double decode_tok_per_s[2], decode_gflops[2];  // [0] full depth, [1] Q-exit
+    double qexit_depth;
+    double rss_mib, act_bytes_per_token;
+} BenchResult;
+
+static void random_tokens(int *x, size_t n, int V, Rng *rng) {
+    for (size_t i = 0; i < n; i++) x[i] = (int)rng_below(rng, (uint64_t)V);
+}
+
+// Median seconds of one whole training step (one untimed warm-up step first: it allocates).
+static double time_train_step(const BenchConfig *b) {
+    Ouro m;
+    if (ouro_init(&m, &b->cfg, 1)) die("bench %s: %s", b->name, ouro_error);
+    size_t N = (size_t)b->B * b->S;
+    int *x = xmalloc(N * sizeof(int)), *y = xmalloc(N * sizeof(int));
+    Rng rng;
+    rng_seed(&rng, 2);
+    double seconds[REPEATS];
+    for (int r = -1; r < REPEATS; r++) {
+        random_tokens(x, N, b->cfg.V, &rng);
+        random_tokens(y, N, b->cfg.V, &rng);
+        double t0 = now();
+        ouro_zero_grad(&m);
+        if (ouro_forward(&m, x, y, b->B, b->S, b->cfg.T, OURO_STAGE1)) die("bench %s: %s", b->name, ouro_error);
+        ouro_backward(&m);
+        ouro_clip_grad(&m, 1.0);
+        ouro_adamw(&m, 1e-3, 0.1);
+        if (r >= 0) seconds[r] = now() - t0;
+    }
+    free(x);
+    free(y);
+    ouro_free(&m);
+    return median(seconds, REPEATS);
+}
+
+// ----------------------------------------------------------------------------
+// decoding with run.c
+//
+// A random model is exported to /tmp and loaded with run.c's model_load (memory-mapped weights),
+// then max_seq_len tokens are decoded one at a time from position 0 with full KV caches. The
+// export carries no tokenizer: decoding speed does not involve it, and run.c requires an
+// embedded tokenizer's vocabulary to equal V, which a BPE trained on a small text cannot reach
+// for V = 4096 (training stops when no pair occurs twice).
+// The exit gate gets random weights (w ~ N(0, 1/d), b = 0) so that z = h . w is ~N(0, 1) over
+// tokens and Q-exit stops different tokens at different depths, as a trained gate does.
+
+static const char *BENCH_MODEL_PATH = "/tmp/ouro_bench_model.bin";
+static const double BENCH_Q = 0.5;
+
+static void export_bench_model(const BenchConfig *b) {
+    Ouro net;
+    if (ouro_init(&net, &b->cfg, 3)) die("bench %s: %s", b->name, ouro_error);
+    Rng rng;
+    rng_seed(&rng, 4);
+    for (int j = 0; j < b->cfg.d; j++) net.params.exit_w[j] = (real)(rng_normal(&rng) / sqrt((double)b->cfg.d));
+    if (ouro_export(&net, BENCH_MODEL_PATH, NULL, 0)) die("bench export: %s", ouro_error);
+    ouro_free(&net);
+}
+
+// Median tokens/s of decoding max_seq_len tokens under pol; *depth gets the mean steps per token
+// and *flops the useful FLOPs of one such pass.
+static double time_decode(const ExitPolicy *pol, double *depth, double *flops) {
+    Model m;
+    if (model_load(&m, BENCH_MODEL_PATH)) die("bench decode: %s", ouro_error);
+    const Config *c = &m.cfg;
+    int n = c->max_seq_len;
+    int *tokens = xmalloc(n * sizeof(int));
+    Rng rng;
+    rng_seed(&rng, 5);
+    random_tokens(tokens, n, c->V, &rng);
+    double tok_per_s[REPEATS];
+    for (int r = 0; r < REPEATS; r++) {
+        RunState s;
+        if (runstate_init(&s, &m, KV_FULL, c->T, 0, 0)) die("bench decode: %s", ouro_error);
+        double useful = 0, t0 = now();
+        for (int pos = 0; pos < n; pos++) {
+            TokenTrace tr;
+            int steps = decode_token(&m, &s, pol, tokens[pos], pos, &tr);
+            if (steps < 0) die("bench decode: %s", ouro_error);
+            useful += steps * layer_step_flops(c, pos + 1) + 2.0 * c->V * c->d;
+        }
+        tok_per_s[r] = n / (now() - t0);
+        *depth = (double)s.layer_steps / ((double)s.tokens * c->L);
+        *flops = useful;
+        runstate_free(&s);
+    }
+    free(tokens);
+    model_free(&m);
+    return median(tok_per_s, REPEATS);
+}
+
+static BenchResult bench_run(const BenchConfig *b, int threads) {
+    BenchResult r;
+    memset(&r, 0, sizeof r);
+    set_threads(threads);
+    double step = time_train_step(b);
+    r.tok_per_s = b->B * b->S / step;
+    r.gflops = train_step_flops(b) / step * 1e-9;
+    ExitPolicy full = {.kind = EXIT_STATIC, .n = b->cfg.T}, qexit = {.kind = EXIT_Q, .q = BENCH_Q};
+    const ExitPolicy *pols[2] = {&full, &qexit};
+    for (int i = 0; i < 2; i++) {
+        double depth, flops;
+        r.decode_tok_per_s[i] = time_decode(pols[i], &depth, &flops);
+        r.decode_gflops[i] = flops / b->cfg.max_seq_len * r.decode_tok_per_s[i] * 1e-9;
+        if (i == 1) r.qexit_depth = depth;
+    }
+    r.rss_mib = peak_rss_mib();
+    r.act_bytes_per_token = acts_bytes_per_token(&b->cfg, b->B, b->S);
+    return r;
+}
+
+// ----------------------------------------------------------------------------
+// matmul shapes
+//
+// Every product of a training step, with the arguments the model passes to matmul (C = op(A)
+// op(B), op = transpose when the flag is 1). N = B*S tokens; the LM head goes in chunks of
+// HEAD_ROWS tokens and attention in blocks of ATT_BLOCK queries (or keys), as ouro.c does; the
+// attention rows show the largest block of a head (the one that sees all S keys).
+
+typedef struct {
+    const char *what;
+    int M, N, K, transA, transB, per_head;  // per_head: called inside attention's parallel loop
+} Shape;
+
+static int model_shapes(const BenchConfig *b, Shape *s) {
+    const Config *c = &b->cfg;
+    int N = b->B * b->S, d = c->d, F = c->F, V = c->V, S = b->S, hd = d / c->H, n = 0;
+    int R = N < HEAD_ROWS ? N : HEAD_ROWS, Q = S < ATT_BLOCK ? S : ATT_BLOCK;
+    s[n++] = (Shape){"q,k,v,o forward  x w^T", N, d, d, 0, 1, 0};
+    s[n++] = (Shape){"q,k,v,o dX       dy w", N, d, d, 0, 0, 0};
+    s[n++] = (Shape){"q,k,v,o dW       dy^T x", d, d, N, 1, 0, 0};
+    s[n++] = (Shape){"gate,up forward  x w^T", N, F, d, 0, 1, 0};
+    s[n++] = (Shape){"gate,up dX       dy w", N, d, F, 0, 0, 0};
+    s[n++] = (Shape){"gate,up dW       dy^T x", F, d, N, 1, 0, 0};
+    s[n++] = (Shape){"down forward     x w^T", N, d, F, 0, 1, 0};
+    s[n++] = (Shape){"down dX          dy w", N, F, d, 0, 0, 0};
+    s[n++] = (Shape){"down dW          dy^T x", d, F, N, 1, 0, 0};
+    s[n++] = (Shape){"LM head forward  h w^T", R, V, d, 0, 1, 0};
+    s[n++] = (Shape){"LM head dX       dy w", R, d, V, 0, 0, 0};
+    s[n++] = (Shape){"LM head dW       dy^T h", V, d, R, 1, 0, 0};
+    s[n++] = (Shape){"attn q k^T, dy v^T", Q, S, hd, 0, 1, 1};
+    s[n++] = (Shape){"attn P v, ds k", Q, hd, S, 0, 0, 1};
+    s[n++] = (Shape){"attn dv, dk: P^T dy", Q, hd, S, 1, 0, 1};
+    return n;
+}
+
+// Median GFLOP/s of one matmul of this shape (operands with random values, lda = row length).
+static double time_shape(const Shape *sh, int threads) {
+    int rowsA = sh->transA ? sh->K : sh->M, colsA = sh->transA ? sh->M : sh->K;
+    int rowsB = sh->transB ? sh->N : sh->K, colsB = sh->transB ? sh->K : sh->N;
+    size_t na = (size_t)rowsA * colsA, nb = (size_t)rowsB * colsB, nc = (size_t)sh->M * sh->N;
+    real *A = xmalloc(na * sizeof(real)), *B = xmalloc(nb * sizeof(real)), *C = xmalloc(nc * sizeof(real));
+    Rng rng;
+    rng_seed(&rng, 6);
+    for (size_t i = 0; i < na; i++) A[i] = (real)rng_normal(&rng);
+    for (size_t i = 0; i < nb; i++) B[i] = (real)rng_normal(&rng);
+    set_threads(threads);
+    double flops = 2.0 * sh->M * sh->N * sh->K;
+    int calls = (int)(2e8 / flops) + 1;  // ~0.2 GFLOP per timing, so small shapes are not all overhead
+    double gflops[5];
+    for (int r = -1; r < 5; r++) {
+        double t0 = now();
+        for (int i = 0; i < calls; i++)
+            matmul(C, sh->N, A, colsA, sh->transA, B, colsB, sh->transB, sh->M, sh->N, sh->K, 0);
+        if (r >= 0) gflops[r] = flops * calls / (now() - t0) * 1e-9;
+    }
+    free(A); free(B); free(C);
+    return median(gflops, 5);
+}
+
+// ----------------------------------------------------------------------------
+
+int main(void) {
+    int max_thr = max_threads() < 2 ? max_threads() : 2;
+    double load_start = load_average();
+    printf("ouro.c benchmark: %d thread%s available (OpenMP %s), load average %.2f at the start\n",
+           max_threads(), max_threads() > 1 ? "s" : "",
+#ifdef _OPENMP
+           "on",
+#else
+           "off",
+#endif
+           load_start);
+
+    // the 100% of every "%peak" (see the top comment)
+    double measured[3] = {0}, peak[3] = {0};
+    for (int th = 1; th <= max_thr; th++) {
+        measured[th] = fma_peak(th);
+        peak[th] = measured[th] > th * measured[1] ? measured[th] : th * measured[1];
+    }
+    printf("FMA peak (plain C, %d chains x %d floats, best of 5):", PEAK_CHAINS, PEAK_LANES);
+    for (int th = 1; th <= max_thr; th++) {
+        printf("  %d thread%s %.1f GFLOP/s", th, th > 1 ? "s" : "", peak[th]);
+        if (peak[th] > measured[th]) printf(" (measured %.1f; %d x 1 thread is used)", measured[th], th);
+    }
+    if (max_thr > 1 && measured[2] < 0.9 * peak[2])
+        printf("\nanother process held a core during the probe: the 2-thread figures are lower bounds");
+    printf("\n\nFLOPs (useful multiply-adds x 2 of the matrix products; elementwise work not counted):\n"
+           "  train step = 3 x B*S*T x [ L*2*(4d^2 + 3dF) + L*2*2*d*(S+1)/2 + 2*V*d ]   (attention: causal keys only)\n"
+           "  decode     = sum over tokens of  n_steps x [ L*2*(4d^2 + 3dF) + L*2*2*d*(pos+1) ] + 2*V*d\n");
+
+    BenchConfig configs[2] = {bench_config("tiny", 128, 4, 344, 512), bench_config("medium", 256, 8, 688, 4096)};
+    char qexit_title[64];
+    snprintf(qexit_title, sizeof qexit_title, "decode Q-exit q=%g (avg depth)", BENCH_Q);
+    printf("\n%-7s %3s | %9s %7s %5s | %-25s | %-32s | %6s %9s\n", "config", "thr", "train", "", "",
+           "decode full depth T", qexit_title, "RSS", "act");
+    printf("%-7s %3s | %9s %7s %5s | %9s %7s %5s  | %9s %5s %7s %5s    | %6s %9s\n", "", "", "tok/s", "GFLOP/s",
+           "%peak", "tok/s", "GFLOP/s", "%peak", "tok/s", "depth", "GFLOP/s", "%peak", "MiB", "B/token");
+    for (int i = 0; i < 2; i++) {
+        const BenchConfig *b = &configs[i];
+        export_bench_model(b);
+        for (int th = 1; th <= max_thr; th++) {
+            BenchResult r = bench_run(b, th);
+            printf("%-7s %3d | %9.0f %7.1f %4.0f%% | %9.0f %7.2f %4.1f%%  | %9.0f %5.2f %7.2f %4.1f%%    | %6.0f %9.0f\n",
+                   b->name, th, r.tok_per_s, r.gflops, 100 * r.gflops / peak[th],
+                   r.decode_tok_per_s[0], r.decode_gflops[0], 100 * r.decode_gflops[0] / peak[th],
+                   r.decode_tok_per_s[1], r.qexit_depth, r.decode_gflops[1], 100 * r.decode_gflops[1] / peak[th],
+                   r.rss_mib, r.act_bytes_per_token);
+            fflush(stdout);
+        }
+        remove(BENCH_MODEL_PATH);
+    }
+    printf("  (tiny: d 128 H 4 F 344 L 2 T 4 V 512; medium: d 256 H 8 F 688 L 2 T 4 V 4096; both B 8 S 256.\n"
+           "   RSS is the process peak so far: the configs run smallest first. act: activation bytes per\n"
+           "   training token, ouro.c's acts_bytes_per_token)\n");
+
+    printf("\nmatmul shapes (C = op(A) op(B), M x N x K; GFLOP/s = 2MNK / time, median of 5)\n");
+    printf("%-7s %-24s %5s %5s %5s | %7s %5s", "config", "product", "M", "N", "K", "1 thr", "%peak");
+    if (max_thr > 1) printf(" | %7s %5s", "2 thr", "%peak");
+    printf("\n");
+    for (int i = 0; i < 2; i++) {
+        Shape shapes[32];
+        int n = model_shapes(&configs[i], shapes);
+        for (int k = 0; k < n; k++) {
+            const Shape *sh = &shapes[k];
+            double g1 = time_shape(sh, 1);
+            printf("%-7s %-24s %5d %5d %5d | %7.1f %4.0f%%", configs[i].name, sh->what, sh->M, sh->N, sh->K, g1, 100 * g1 / peak[1]);
+            if (max_thr > 1 && !sh->per_head) {
+                double g2 = time_shape(sh, 2);
+                printf(" | %7.1f %4.0f%%", g2, 100 * g2 / peak[2]);
+            } else if (max_thr > 1) {
+                printf(" | %13s", "(one thread)");
+            }
+            printf("\n");
+            fflush(stdout);
+        }
+    }
+    printf("  LM head: one chunk of %d tokens. attn: one block of %d queries (keys) of one (batch, head),\n"
+           "  run on one thread inside attention's parallel loop\n", HEAD_ROWS, ATT_BLOCK);
+    printf("\nload average %.2f at the end (the machine is shared: a busy machine lowers every figure)\n", load_average());
+    return 0;
+}
