@@ -311,89 +311,126 @@ void ouro_zero_grad(Ouro *m) {
 
 // matmul: the one matrix-multiply kernel behind every linear layer and attention product.
 //
-// C (M,N) = op(A) (M,K) · op(B) (K,N), or C += ... when accumulate is 1. Row-major, leading dims
-// lda/ldb/ldc; op(X) = X (transX = 0) or X^T (transX = 1, X stored transposed).
+// C (M,N) = op(A) (M,K) · op(B) (K,N), or C += ... when accumulate is 1. Row-major with leading
+// dims lda, ldb, ldc; op(X) = X (transX = 0) or X^T (transX = 1: X is stored transposed).
 //
-// Why the blocking (the BLIS/GotoBLAS scheme). A core does 2 FMAs of 8 floats per cycle but can
-// load only ~2 vectors per cycle, so each loaded value must feed several FMAs:
-//   - register tile: an MR x NR = 6 x 16 block of C lives in 12 ymm registers while k runs; each
-//     k step loads 16 values of B (2 vectors) and broadcasts 6 values of A to do 12 FMAs.
-//     With the 3 registers for those loads, that is 15 of the 16 ymm registers of AVX2.
-//   - KC = 256: a KC x NR sliver of packed B (16 KiB) stays in the 32 KiB L1 while the
-//     micro-kernel sweeps down all MR-row slivers of A.
-//   - MC = 144: the packed MC x KC block of A (144 KiB) stays in the 512 KiB L2 and is reused for
-//     every NR-column sliver of B.
-//   - NC = 4096: the packed KC x NC panel of B (4 MiB) lives in L3 and is shared by all threads.
-// Packing copies each block into the exact order the micro-kernel reads it (contiguous, 64-byte
-// aligned, zero-padded to whole tiles), and it absorbs the transposes: one micro-kernel serves
-// all four (transA, transB) cases, and edge tiles are ordinary tiles whose extra rows are zero.
+// Why it is blocked like this (the GotoBLAS/BLIS scheme). A core does 2 FMAs of 8 floats per
+// cycle but loads only about 2 vectors per cycle, so every loaded value must feed several FMAs,
+// from the closest cache possible:
+//   - register tile MR x NR = 6 x 16: this block of C stays in 12 ymm registers while k runs;
+//     each k step loads 16 values of B (2 vectors) and broadcasts 6 values of A for 12 FMAs.
+//     With the 3 registers those loads need, that is 15 of AVX2's 16.
+//   - KC = 256: one micro-kernel call runs k through KC values, so its KC x NR sliver of B
+//     (16 KiB) stays in the 32 KiB L1 while the calls run down every MR-row sliver of A.
+//   - A_BLOCK = 72 Ki values (288 KiB): a packed block of op(A) stays in the 512 KiB L2 and
+//     meets every sliver of B. Its shape follows A's layout, because packing streams A from
+//     memory and long contiguous runs read about twice as fast: 3*KC = 768 deep x 96 rows when
+//     A's rows lie along memory (transA = 0), KC deep x 288 rows when its columns do.
+//   - B_PANEL = 1 Mi values (4 MiB): the packed panel of op(B), as deep as the A block (4096
+//     columns wide at 256 deep), sits in L3 and is shared by all threads.
+// Each block is first packed: copied into the exact order the micro-kernel reads it
+// (contiguous, 64-byte aligned, zero-padded to whole slivers). Packing absorbs the transposes,
+// so one micro-kernel serves all four (transA, transB) cases, and edge tiles are ordinary tiles.
 //
-// Threads split the rows of C (the MC blocks), never K: every element of C sums its K products
-// in the same order (KC blocks in turn, k ascending inside a block) whatever the thread count,
-// so results are bitwise identical with 1, 2, ... threads and without OpenMP. MC shrinks when M
-// is small so every thread gets a block (e.g. the dW products: M = 256 rows, K = 4096 tokens).
-// Called from inside a parallel region (attention, one call per (batch, head)), it runs on the
-// calling thread alone. Packing buffers are per call and per thread, so calls are re-entrant.
+// Threads share the packed panel of B and split the rows of C into blocks; they never split K.
+// Every element of C sums its products in the same order (KC values at a time, from k = 0 up,
+// each group added into C) whatever the thread count and block shapes: results are bitwise
+// identical with 1, 2, ... threads and without OpenMP. Blocks are sized so each thread gets the
+// same number, which keeps all cores busy for small M too (the dW products: M = 256 rows).
+// Called from inside a parallel region (attention runs one call per (batch, head)), matmul runs
+// on the calling thread alone; its packing buffers are per call, so it is re-entrant.
+
 #define MR 6
 #define NR 16
-#define MC 144
 #define KC 256
-#define NC 4096
+#define A_BLOCK (72 * 1024)
+#define B_PANEL (1024 * 1024)
 
 static int min_int(int a, int b) { return a < b ? a : b; }
+static int max_int(int a, int b) { return a > b ? a : b; }
 static int round_up(int x, int multiple) { return (x + multiple - 1) / multiple * multiple; }
 
-// 64-byte aligned scratch; a failure here is out of memory for a few MiB, which we cannot recover.
+// 64-byte aligned packing buffer. Running out of memory for a few MiB is not recoverable here
+// (matmul returns nothing), so this is the one place that stops the program.
 static real *alloc_panel(size_t count) {
     real *p = aligned_alloc(64, (count * sizeof(real) + 63) / 64 * 64);
-    if (!p) { fprintf(stderr, "matmul: out of memory for a %zu-element packing buffer\n", count); abort(); }
+    if (!p) { fprintf(stderr, "matmul: out of memory for a %zu-value packing buffer\n", count); abort(); }
     return p;
 }
 
-// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into slivers of MR rows: sliver s holds, for
-// each k, the MR values op(A)[i0 + s*MR + r][p0 + k], r = 0..MR-1 (zeros past row M).
-static void pack_A(real *restrict Ap, const real *A, int lda, int transA, int i0, int mc, int p0, int kc, int M) {
-    for (int s = 0; s < mc; s += MR)
+// Address of op(X)[row][col], X row-major with leading dim ld.
+static const real *element(const real *X, int ld, int trans, int row, int col) {
+    return trans ? X + (size_t)col * ld + row : X + (size_t)row * ld + col;
+}
+
+// o[r] = x[r * stride] for r < W, zero from r = n on (the padding of an edge sliver).
+static inline void pack_column(real *restrict o, const real *restrict x, size_t stride, int n, int W) {
+    if (n >= W)
+        for (int r = 0; r < W; r++) o[r] = x[r * stride];
+    else
+        for (int r = 0; r < W; r++) o[r] = r < n ? x[r * stride] : 0;
+}
+
+// Packs the block op(X)[0..rows)[0..kc) (X points at its first element) into slivers of W rows:
+// element (r, k) goes to sliver r / W, position k*W + r % W. Row r of the block lies along a
+// stored row (X + r*ld, transposed = 0) or down a stored column (X + r, stride ld); both loops
+// walk memory in stored order. Serves op(A) (W = MR) and op(B) (W = NR); W is a constant at
+// each call, so gcc unrolls and vectorises pack_column.
+static void pack_block(real *restrict out, const real *restrict X, int ld, int transposed,
+                       int rows, int kc, int W) {
+    if (transposed)   // stored row k holds the k-th value of every row: copy it in one pass
         for (int k = 0; k < kc; k++)
-            for (int r = 0; r < MR; r++) {
-                int i = i0 + s + r, p = p0 + k;
-                *Ap++ = (s + r >= mc || i >= M) ? 0 : transA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
-            }
+            for (int s = 0; s < rows; s += W)
+                pack_column(out + (size_t)s * kc + (size_t)k * W, X + (size_t)k * ld + s, 1, rows - s, W);
+    else              // W stored rows, read side by side
+        for (int s = 0; s < rows; s += W)
+            for (int k = 0; k < kc; k++)
+                pack_column(out + (size_t)s * kc + (size_t)k * W, X + (size_t)s * ld + k, ld, rows - s, W);
 }
 
-// Packs one NR-column sliver of op(B): for each k, the values op(B)[p0 + k][j0 + c], c = 0..NR-1.
-static void pack_B(real *restrict Bp, const real *B, int ldb, int transB, int p0, int kc, int j0, int N) {
-    for (int k = 0; k < kc; k++)
-        for (int c = 0; c < NR; c++) {
-            int p = p0 + k, j = j0 + c;
-            *Bp++ = j >= N ? 0 : transB ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
-        }
-}
-
-// The micro-kernel: acc (MR,NR) = Ap sliver (MR,kc) · Bp sliver (kc,NR), then C = acc or C += acc
-// for the mr x nr corner that lies inside C. acc has constant sizes, so gcc keeps it in 12 ymm
-// registers; "unroll 1" keeps j a loop, which gcc vectorises into two 8-wide FMAs per row (left
-// alone, gcc unrolls j away and vectorises the k loop instead, which is far slower).
+// The micro-kernel: C (MR,NR) = or += a (MR,kc) · b (kc,NR), from packed slivers, kc >= 1.
+// acc has constant sizes, so gcc keeps it in 12 ymm registers. "unroll 1" keeps j a loop, which
+// gcc vectorises into two 8-wide FMAs per row (left alone, gcc unrolls j away and vectorises
+// the k loop instead, several times slower). k = 0 initialises acc, which saves a memset.
 static void micro_kernel(int kc, const real *restrict a, const real *restrict b,
-                         real *restrict C, int ldc, int mr, int nr, int add) {
-    real acc[MR][NR] = {{0}};
-    for (int k = 0; k < kc; k++, a += MR, b += NR)
-        for (int i = 0; i < MR; i++) {
-            #pragma GCC unroll 1
-            for (int j = 0; j < NR; j++)
-                acc[i][j] += a[i] * b[j];
-        }
-    if (mr == MR && nr == NR) {   // whole tile: constant bounds, vectorised stores
-        for (int i = 0; i < MR; i++) {
-            real *c = C + (size_t)i * ldc;
-            #pragma GCC unroll 1
-            for (int j = 0; j < NR; j++) c[j] = add ? c[j] + acc[i][j] : acc[i][j];
-        }
-    } else {
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < nr; j++)
-                C[(size_t)i * ldc + j] = add ? C[(size_t)i * ldc + j] + acc[i][j] : acc[i][j];
+                         real *restrict C, int ldc, int add) {
+    real acc[MR][NR];
+    for (int i = 0; i < MR; i++) {
+        #pragma GCC unroll 1
+        for (int j = 0; j < NR; j++) acc[i][j] = a[i] * b[j];
     }
+    for (int k = 1; k < kc; k++) {
+        a += MR, b += NR;
+        for (int i = 0; i < MR; i++) {
+            #pragma GCC unroll 1
+            for (int j = 0; j < NR; j++) acc[i][j] += a[i] * b[j];
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        real *c = C + (size_t)i * ldc;
+        #pragma GCC unroll 1
+        for (int j = 0; j < NR; j++) c[j] = add ? c[j] + acc[i][j] : acc[i][j];
+    }
+}
+
+// C block (m,n) = or += packed A block (m,kp) · packed B panel (kp,n), one MR x NR tile and KC
+// of depth per micro-kernel call. The B sliver (KC x NR) stays in L1 while A slivers stream past
+// it from L2. Every group of KC products is added into C in k order (the first one overwrites
+// C unless `add`), which fixes the rounding whatever kp is.
+static void macro_kernel(int m, int n, int kp, const real *Ap, const real *Bp, real *C, int ldc, int add) {
+    for (int j = 0; j < n; j += NR)
+        for (int k = 0; k < kp; k += KC)
+            for (int i = 0; i < m; i += MR) {
+                const real *a = Ap + (size_t)i * kp + (size_t)k * MR, *b = Bp + (size_t)j * kp + (size_t)k * NR;
+                real *c = C + (size_t)i * ldc + j;
+                int kc = min_int(KC, kp - k), add_k = add || k > 0;
+                if (i + MR <= m && j + NR <= n) { micro_kernel(kc, a, b, c, ldc, add_k); continue; }
+                real tile[MR * NR];   // edge tile: compute it whole, keep the part inside C
+                micro_kernel(kc, a, b, tile, NR, 0);
+                for (int r = 0; r < min_int(MR, m - i); r++)
+                    for (int q = 0; q < min_int(NR, n - j); q++)
+                        c[(size_t)r * ldc + q] = add_k ? c[(size_t)r * ldc + q] + tile[r * NR + q] : tile[r * NR + q];
+            }
 }
 
 void matmul(real *C, int ldc, const real *A, int lda, int transA,
@@ -405,33 +442,38 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     }
     int threads = 1;
 #ifdef _OPENMP
-    if (!omp_in_parallel() && 2.0 * M * N * K > 2e6) threads = omp_get_max_threads();
+    if (omp_get_level() == 0 && 2.0 * M * N * K > 2e6) threads = omp_get_max_threads();
 #endif
-    // rows per block: at most MC, and small enough that every thread gets at least one block
-    int mc = min_int(MC, round_up((M + threads - 1) / threads, MR));
-    int kc_max = min_int(K, KC), nc_max = min_int(round_up(N, NR), NC);
-    real *Bp = alloc_panel((size_t)kc_max * nc_max);
+    // Block shapes (see the top): kp_max deep, a multiple of KC unless it is all of K; mc rows,
+    // as even as possible and a multiple of `threads` of them; nc_max columns.
+    int kp_max = min_int(K, transA ? KC : 3 * KC);
+    int mc_max = max_int(MR, A_BLOCK / kp_max / MR * MR);
+    int blocks = round_up((M + mc_max - 1) / mc_max, threads);
+    int mc = round_up((M + blocks - 1) / blocks, MR);
+    int nc_max = min_int(round_up(N, NR), max_int(NR, B_PANEL / kp_max / NR * NR));
+    real *Bp = alloc_panel((size_t)kp_max * nc_max);
 
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        real *Ap = alloc_panel((size_t)round_up(mc, MR) * kc_max);
-        for (int jc = 0; jc < N; jc += NC) {
-            int nc = min_int(NC, N - jc);
-            for (int pc = 0; pc < K; pc += KC) {
-                int kc = min_int(KC, K - pc);
-                int add = accumulate || pc > 0;
+        real *Ap = alloc_panel((size_t)mc * kp_max);
+        for (int jc = 0; jc < N; jc += nc_max) {
+            int nc = min_int(nc_max, N - jc), nc_share = round_up((nc + threads - 1) / threads, NR);
+            for (int pc = 0; pc < K; pc += kp_max) {
+                int kp = min_int(kp_max, K - pc);
+                int add = accumulate || pc > 0;   // the first products overwrite C unless accumulating
+                // all threads pack the (kp, nc) panel of op(B), each a contiguous share of columns
                 #pragma omp for schedule(static)
-                for (int jr = 0; jr < nc; jr += NR)
-                    pack_B(Bp + (size_t)jr * kc, B, ldb, transB, pc, kc, jc + jr, N);
-                #pragma omp for schedule(static)
+                for (int j = 0; j < nc; j += nc_share)
+                    pack_block(Bp + (size_t)j * kp, element(B, ldb, transB, pc, jc + j), ldb, !transB,
+                               min_int(nc_share, nc - j), kp, NR);
+                // then each thread packs its own (mc, kp) blocks of op(A) and multiplies; dynamic,
+                // so a thread slowed by other work takes fewer blocks (who computes a block does
+                // not change its result)
+                #pragma omp for schedule(dynamic)
                 for (int ic = 0; ic < M; ic += mc) {
-                    int mcur = min_int(mc, M - ic);
-                    pack_A(Ap, A, lda, transA, ic, mcur, pc, kc, M);
-                    for (int jr = 0; jr < nc; jr += NR)
-                        for (int ir = 0; ir < mcur; ir += MR)
-                            micro_kernel(kc, Ap + (size_t)ir * kc, Bp + (size_t)jr * kc,
-                                         C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
-                                         min_int(MR, mcur - ir), min_int(NR, nc - jr), add);
+                    int m = min_int(mc, M - ic);
+                    pack_block(Ap, element(A, lda, transA, ic, pc), lda, transA, m, kp, MR);
+                    macro_kernel(m, nc, kp, Ap, Bp, C + (size_t)ic * ldc + jc, ldc, add);
                 }
             }
         }
