@@ -13,6 +13,10 @@
 # Environment knobs: DEMO_STEPS (Stage I steps), DEMO_STAGE2_STEPS, DEMO_THREADS, DEMO_OUT.
 set -eu
 cd "$(dirname "$0")"
+# OpenMP threads wait for each other at every parallel loop. By default they spin while waiting,
+# which is fastest on an idle machine and disastrous (10x slower) when any other program holds a
+# core; passive waiting costs little either way.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 OUT=${DEMO_OUT:-out/demo}
 STEPS=${DEMO_STEPS:-700}
 STAGE2_STEPS=${DEMO_STAGE2_STEPS:-150}
