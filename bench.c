@@ -53,14 +53,6 @@ static double median(double *x, int n) {
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 // Peak resident memory of the process so far, in MiB (Linux reports ru_maxrss in KiB).
 static double peak_rss_mib(void) {
     struct rusage ru;

@@ -57,6 +57,15 @@ int thread_id(void) {
 #endif
 }
 
+// Sets the number of threads the next parallel regions use (nothing without OpenMP).
+void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
 // True inside a parallel region: kernels called from one (attention runs one head per thread)
 // then stay on their thread instead of nesting.
 int in_parallel(void) {

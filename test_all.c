@@ -47,14 +47,6 @@ static const char *shared_data_dir(void) {
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? dir : NULL;
 }
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 // ----------------------------------------------------------------------------
 // model fixtures
 
