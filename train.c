@@ -743,7 +743,7 @@ int parse_args(int argc, char **argv, TrainOptions *o) {
         if (i + 1 >= argc) return fail(f, "unknown flag, or it needs a value (see --help)");
         const char *v = argv[++i];
         double x = 0;
-        long n;
+        long n = 0;
         int r = 0;
         if (!strcmp(f, "--train")) o->train_path = v;
         else if (!strcmp(f, "--val")) o->val_path = v;
