@@ -344,8 +344,9 @@ void ouro_zero_grad(Ouro *m) {
 // Threads share the packed panel of B and split the rows of C into blocks; they never split K.
 // Every element of C sums its products in the same order (KC values at a time, from k = 0 up,
 // each group added into C) whatever the thread count and block shapes: results are bitwise
-// identical with 1, 2, ... threads and without OpenMP. Blocks are sized so each thread gets the
-// same number, which keeps all cores busy for small M too (the dW products: M = 256 rows).
+// identical with 1, 2, ... threads and without OpenMP. There are at least as many blocks as
+// threads (a multiple of their number), which keeps all cores busy for small M too (the dW
+// products: M = 256 rows), and threads take them dynamically.
 // Called from inside a parallel region (attention runs one call per (batch, head)), matmul runs
 // on the calling thread alone; its packing buffers are per call, so it is re-entrant.
 
@@ -476,8 +477,8 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
                     pack_block(Bp + (size_t)j * kp, element(B, ldb, transB, pc, jc + j), ldb, !transB,
                                min_int(nc_share, nc - j), kp, NR);
                 // then each thread packs its own (mc, kp) blocks of op(A) and multiplies; dynamic,
-                // so a thread slowed by other work takes fewer blocks (who computes a block does
-                // not change its result)
+                // so a thread slowed by other work takes fewer blocks (which thread computes a
+                // block does not change its result)
                 #pragma omp for schedule(dynamic)
                 for (int ic = 0; ic < M; ic += mc) {
                     int m = min_int(mc, M - ic);
