@@ -343,8 +343,9 @@ static void test_checkpoint(void) {
 
 static void test_threads(void) {
     Config cfg = tiny_config(0);
-    cfg.d = 32; cfg.F = 48; cfg.V = 64; cfg.max_seq_len = 32;
-    int B = 3, S = 32, N = B * S;
+    // S > 64 and B*S > 256: several attention blocks and LM-head chunks, as in real runs
+    cfg.d = 32; cfg.F = 48; cfg.V = 64; cfg.max_seq_len = 80;
+    int B = 4, S = 80, N = B * S;
     int *x = xmalloc(N * sizeof(int)), *y = xmalloc(N * sizeof(int));
     Rng rng;
     rng_seed(&rng, 77);
