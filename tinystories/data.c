@@ -269,7 +269,9 @@ int read_text_stories(ByteReader *r, const char *name, StoryFn fn, void *ctx, St
         r->pos += n + (nl != NULL);
         if (!nl) continue;                          // the line goes on in the next window
         if (story.len > line_start && story.data[story.len - 1] == '\r') story.len--;
-        if (is_separator_line(story.data + line_start, story.len - line_start)) {
+        // an empty line is no separator; checking that first also keeps story.data + line_start
+        // defined (story.data is NULL until the first byte arrives: NULL + 0 is undefined in C)
+        if (story.len > line_start && is_separator_line(story.data + line_start, story.len - line_start)) {
             status = emit_story(story.data, line_start, fn, ctx, st);
             story.len = line_start = 0;
             story_offset = reader_offset(r);
