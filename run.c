@@ -302,28 +302,47 @@ int set_thread_count(int n) {
 
 #define MATVEC_PARALLEL_MIN (1 << 20)  // multiply-adds below which one thread is faster
 
-// a . b over n elements. Sixteen independent partial sums let the compiler use SIMD registers:
-// one accumulator would be a chain of dependent float adds, which it may not reorder. The order
-// of the sum is fixed, so results do not depend on the number of threads.
-float dot_product(const float *a, const float *b, int n) {
-    float acc[16] = {0}, sum = 0;
+// out[r] = w[r] . x for rows r < rows of w (row r at w + r*ld), x of length cols.
+// Decoding reads every weight once per token, so this product is memory-bound, and for rows as
+// short as ours (128..688 values) a lone dot product spends most of its time in its final
+// reduction (the partial sums added one after another). So ROW_BLOCK = 8 rows go at once, one
+// 8-lane accumulator each: 8 independent FMA chains (what Zen 3's two 4-cycle FMA pipes need),
+// one load of x for 8 rows, and the 8 reductions overlap. n (1 or ROW_BLOCK) is a constant at each
+// call, so acc stays in registers. Each row's sum has a fixed order: threads do not change it.
+// (ouro.c's matmul is built for batches: it packs both operands into register tiles, which for
+// one column would copy the whole matrix and pad x to 16 columns.)
+#define ROW_BLOCK 8
+#define LANES 8
+static inline void dot_rows(float *restrict out, const float *restrict w, size_t ld,
+                            const float *restrict x, int cols, int n) {
+    float acc[ROW_BLOCK][LANES];
+    for (int r = 0; r < n; r++)
+        for (int u = 0; u < LANES; u++) acc[r][u] = 0;
     int i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int u = 0; u < 16; u++) acc[u] += a[i + u] * b[i + u];
-    for (; i < n; i++) sum += a[i] * b[i];
-    for (int u = 0; u < 16; u++) sum += acc[u];
-    return sum;
+    for (; i + LANES <= cols; i += LANES)
+        for (int r = 0; r < n; r++) {
+            #pragma GCC unroll 1   // keep u a loop: gcc makes it one 8-wide FMA
+            for (int u = 0; u < LANES; u++) acc[r][u] += w[r * ld + i + u] * x[i + u];
+        }
+    for (int r = 0; r < n; r++) {
+        float tail = 0;  // cols % LANES leftover columns
+        for (int j = i; j < cols; j++) tail += w[r * ld + j] * x[j];
+        for (int width = LANES / 2; width >= 1; width /= 2)  // lanes 0..7 -> 0..3 -> 0..1 -> 0
+            for (int u = 0; u < width; u++) acc[r][u] += acc[r][u + width];
+        out[r] = acc[r][0] + tail;
+    }
 }
 
-// out (rows) = w (rows, cols) @ x (cols), parallel over the rows.
-// Decoding reads every weight once per token, so this is memory-bound work of its own kind:
-// ouro.c's matmul is built for batches (it packs both operands into register tiles, which for
-// one column would copy the whole matrix and pad x to 16 columns).
-void matvec(float *out, const float *w, const float *x, int rows, int cols, int threads) {
+// out (rows) = w (rows, cols; row stride ld) @ x (cols), split over threads by blocks of rows
+// when the product is big enough to pay for the thread team.
+void matvec(float *out, const float *w, size_t ld, const float *x, int rows, int cols, int threads) {
+    int blocks = rows / ROW_BLOCK;
     int parallel = threads > 1 && !in_parallel() && (long)rows * cols >= MATVEC_PARALLEL_MIN;
     (void)parallel;  // read only by the pragma (ignored without OpenMP)
     #pragma omp parallel for num_threads(threads) if (parallel)
-    for (int r = 0; r < rows; r++) out[r] = dot_product(w + (size_t)r * cols, x, cols);
+    for (int b = 0; b < blocks; b++)
+        dot_rows(out + (size_t)b * ROW_BLOCK, w + (size_t)b * ROW_BLOCK * ld, ld, x, cols, ROW_BLOCK);
+    for (int r = blocks * ROW_BLOCK; r < rows; r++) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, 1);
 }
 
 // Stores the current token's step-t K/V (s->k, s->v) as its own entry, where attention at step t
@@ -375,18 +394,17 @@ void attention_decode(RunState *s, int t, int l, int pos, int H) {
     #pragma omp parallel for num_threads(s->threads) if (s->threads > 1 && !in_parallel() && (long)(pos + 1) * d >= MATVEC_PARALLEL_MIN)
     for (int h = 0; h < H; h++) {
         const float *q = s->q + h * hd;
-        float *p = s->scores + (size_t)h * s->seq_cap, *y = s->att + h * hd, mx = -INFINITY, sum = 0;
-        for (int j = 0; j <= pos; j++) {
-            const float *k = (j < n_step ? k_step + (size_t)j * d : k_shared + (size_t)(j - n_step) * d) + h * hd;
-            p[j] = dot_product(q, k, hd);
-            mx = fmax(mx, p[j] * scale);
-        }
-        for (int j = 0; j <= pos; j++) { p[j] = exp(p[j] * scale - mx); sum += p[j]; }
-        for (int j = 0; j <= pos; j++) p[j] /= sum;
+        float *p = s->scores + (size_t)h * s->seq_cap, *y = s->att + h * hd;
+        // the keys of this head are rows of the caches (row stride d): two matrix-vector products
+        matvec(p, k_step + h * hd, d, q, n_step, hd, 1);
+        if (pos >= n_step) matvec(p + n_step, k_shared + h * hd, d, q, pos + 1 - n_step, hd, 1);
+        float mx = scale * max_value(p, pos + 1);
+        float inv = 1 / softmax_exp(p, pos + 1, scale, mx);  // ouro.c's softmax exponentials
         for (int i = 0; i < hd; i++) y[i] = 0;
         for (int j = 0; j <= pos; j++) {
             const float *v = (j < n_step ? v_step + (size_t)j * d : v_shared + (size_t)(j - n_step) * d) + h * hd;
-            for (int i = 0; i < hd; i++) y[i] += p[j] * v[i];
+            float pj = p[j] * inv;
+            for (int i = 0; i < hd; i++) y[i] += pj * v[i];
         }
     }
 }
@@ -404,22 +422,22 @@ void decode_layer(Model *m, RunState *s, int t, int l, int pos) {
     const float *cos_pos = m->net.rope_cos + (size_t)pos * half, *sin_pos = m->net.rope_sin + (size_t)pos * half;
 
     rmsnorm_forward(s->xa, &rstd, s->x, p->norm_attn_pre + l * d, 1, d, c->norm_eps);
-    matvec(s->q, p->wq + l * dd, s->xa, d, d, s->threads);
-    matvec(s->k, p->wk + l * dd, s->xa, d, d, s->threads);
-    matvec(s->v, p->wv + l * dd, s->xa, d, d, s->threads);
+    matvec(s->q, p->wq + l * dd, d, s->xa, d, d, s->threads);
+    matvec(s->k, p->wk + l * dd, d, s->xa, d, d, s->threads);
+    matvec(s->v, p->wv + l * dd, d, s->xa, d, d, s->threads);
     rope_apply(s->q, cos_pos, sin_pos, 1, 1, d, c->H, +1);  // the table row of this position
     rope_apply(s->k, cos_pos, sin_pos, 1, 1, d, c->H, +1);
     kv_store(s, t, l, pos);
     attention_decode(s, t, l, pos, c->H);
-    matvec(s->proj, p->wo + l * dd, s->att, d, d, s->threads);
+    matvec(s->proj, p->wo + l * dd, d, s->att, d, d, s->threads);
     rmsnorm_forward(s->normed, &rstd, s->proj, p->norm_attn_post + l * d, 1, d, c->norm_eps);
     residual_forward(s->x, s->x, s->normed, d);
 
     rmsnorm_forward(s->xa, &rstd, s->x, p->norm_mlp_pre + l * d, 1, d, c->norm_eps);
-    matvec(s->gate, p->mlp_gate + l * Fd, s->xa, F, d, s->threads);
-    matvec(s->up, p->mlp_up + l * Fd, s->xa, F, d, s->threads);
+    matvec(s->gate, p->mlp_gate + l * Fd, d, s->xa, F, d, s->threads);
+    matvec(s->up, p->mlp_up + l * Fd, d, s->xa, F, d, s->threads);
     swiglu_forward(s->act, s->gate, s->up, F);
-    matvec(s->proj, p->mlp_down + l * Fd, s->act, d, F, s->threads);
+    matvec(s->proj, p->mlp_down + l * Fd, F, s->act, d, F, s->threads);
     rmsnorm_forward(s->normed, &rstd, s->proj, p->norm_mlp_post + l * d, 1, d, c->norm_eps);
     residual_forward(s->x, s->x, s->normed, d);
 }
@@ -445,7 +463,7 @@ int decode_token(Model *m, RunState *s, const ExitPolicy *pol, int token, int po
         rmsnorm_forward(s->h, &rstd, s->x, p->norm_final, 1, d, c->norm_eps);  // h_t
         memcpy(s->x, s->h, d * sizeof(float));     // the normed h_t is the input of step t+1
         exit_gate_forward(&z, s->h, p->exit_w, p->exit_b, 1, d);
-        if (s->step_logits) matvec(s->step_logits + (size_t)t * c->V, p->head, s->h, c->V, d, s->threads);
+        if (s->step_logits) matvec(s->step_logits + (size_t)t * c->V, p->head, d, s->h, c->V, d, s->threads);
         s->layer_steps += c->L;
         t++;
         float hdiff = t >= 2 ? l2_distance(s->h, s->h_prev, d) : INFINITY;
@@ -454,7 +472,7 @@ int decode_token(Model *m, RunState *s, const ExitPolicy *pol, int token, int po
     tr->exit_step = t;
     kv_finish(s, pos, t);
     if (s->step_logits) memcpy(s->logits, s->step_logits + (size_t)(t - 1) * c->V, c->V * sizeof(float));
-    else matvec(s->logits, p->head, s->h, c->V, d, s->threads);  // the LM head, once, at the exit step
+    else matvec(s->logits, p->head, d, s->h, c->V, d, s->threads);  // the LM head, once, at the exit step
     s->tokens++;
     set_thread_count(saved_threads);
     return t;
@@ -495,11 +513,11 @@ int prefill(Model *m, RunState *s, const ExitPolicy *pol, const int *tokens, int
         float hdiff = t >= 1 ? l2_distance(h, step_h(net, t - 1) + (size_t)(n - 1) * d, d) : INFINITY;
         if (exit_after_step(pol, c->T, t + 1, net->acts->z[(size_t)t * n + n - 1], hdiff, &es, tr) && !exit_step)
             exit_step = t + 1;
-        if (s->step_logits) matvec(s->step_logits + (size_t)t * c->V, net->params.head, h, c->V, d, s->threads);
+        if (s->step_logits) matvec(s->step_logits + (size_t)t * c->V, net->params.head, d, h, c->V, d, s->threads);
     }
     if (!exit_step) exit_step = s->n_steps;
     tr->exit_step = exit_step;
-    matvec(s->logits, net->params.head, step_h(net, exit_step - 1) + (size_t)(n - 1) * d, c->V, d, s->threads);
+    matvec(s->logits, net->params.head, d, step_h(net, exit_step - 1) + (size_t)(n - 1) * d, c->V, d, s->threads);
     return exit_step;
 }
 

@@ -492,9 +492,22 @@ static void test_run_threads(void) {
     rng_seed(&rng, 23);
     for (int i = 0; i < rows * cols; i++) w[i] = (float)rng_normal(&rng);
     for (int i = 0; i < cols; i++) v[i] = (float)rng_normal(&rng);
-    matvec(o1, w, v, rows, cols, 1);
-    matvec(o2, w, v, rows, cols, 2);
+    matvec(o1, w, cols, v, rows, cols, 1);
+    matvec(o2, w, cols, v, rows, cols, 2);
     check(memcmp(o1, o2, rows * sizeof(float)) == 0, "matvec split over 2 threads differs from 1 thread");
+    // against a double-precision loop: whole blocks of 8 rows and leftover rows, columns that are
+    // and are not a multiple of 8 lanes, a row stride wider than the rows
+    for (int shape = 0; shape < 3; shape++) {
+        int n_rows = (int[]){19, 8, 1}[shape], n_cols = (int[]){37, 32, 5}[shape], ld = n_cols + 3;
+        double worst = 0;
+        matvec(o1, w, ld, v, n_rows, n_cols, 1);
+        for (int r = 0; r < n_rows; r++) {
+            double ref = 0, mag = 0;
+            for (int c = 0; c < n_cols; c++) { ref += (double)w[r * ld + c] * v[c]; mag += fabs((double)w[r * ld + c] * v[c]); }
+            worst = fmax(worst, fabs(o1[r] - ref) / (1e-6 * mag + 1e-30));
+        }
+        check(worst <= 1, "matvec %d x %d (ld %d): error %.2f x (1e-6 * sum |w x|)", n_rows, n_cols, ld, worst);
+    }
     set_thread_count(saved);
     free(w); free(v); free(o1); free(o2);
     model_free(&m);
