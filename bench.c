@@ -6,7 +6,8 @@
 //   decoding   tokens/s of run.c's one-token path at full depth T and with Q-exit (and the
 //              average depth Q-exit ran), with GFLOP/s and % of peak
 //   memory     peak RSS of the process and ouro.c's activation bytes per training token
-// then the GFLOP/s of every matmul shape the two configs use, and the FMA peak itself.
+// then the GFLOP/s of every matmul shape the two configs use (and of two larger reference shapes),
+// the FMA peak itself, the matmul micro-kernel alone, and decoding's bytes/s against a plain read.
 // Every time is the median of several runs (a peak is the best of several: it is a maximum).
 // The FMA peak is measured with 1 and with 2 threads; "%peak" divides by the peak of the same
 // thread count, never less than threads x the one-thread peak (the cores are identical, so a
@@ -109,6 +110,55 @@ static double fma_peak(int threads) {
     return best;
 }
 
+// The ceiling of every matmul below: ouro.c's micro-kernel alone, on one packed A sliver
+// (MR x KC) and one packed B sliver (KC x NR) that stay in L1, accumulating into one C tile.
+// A matmul reaches this rate minus its packing and the time its operands take to arrive from
+// L2, L3 and memory. Best of 5 trials of ~0.1 s, one thread.
+static double micro_kernel_rate(void) {
+    static real a[MR * KC], b[KC * NR], c[MR * NR];
+    for (int i = 0; i < MR * KC; i++) a[i] = 1e-3f * (i % 7);
+    for (int i = 0; i < KC * NR; i++) b[i] = 1e-3f * (i % 5);
+    memset(c, 0, sizeof c);
+    const int calls = 60000;
+    // called through a volatile pointer: inlined into this loop, gcc would optimise the kernel
+    // differently from the one matmul runs
+    void (*volatile kernel)(int, const real *, const real *, real *, int, int) = micro_kernel;
+    double best = 0;
+    for (int trial = 0; trial < 5; trial++) {
+        double t0 = now();
+        for (int i = 0; i < calls; i++) kernel(KC, a, b, c, NR, 1);
+        double gflops = 2.0 * MR * NR * KC * calls / (now() - t0) * 1e-9;
+        if (gflops > best) best = gflops;
+    }
+    volatile real sink = c[0];
+    (void)sink;
+    return best;
+}
+
+// Read bandwidth (GB/s) over a buffer of `bytes` bytes, read again and again (the access
+// pattern of decoding: every weight once per token), summed in 32 lanes: 4 vector add chains,
+// so the adds keep up with the loads. Best of 5 trials.
+static double read_bandwidth(size_t bytes) {
+    size_t n = bytes / sizeof(float);
+    float *x = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = 1e-3f * (i % 11);
+    int passes = (int)(2e9 / bytes) + 1;
+    double best = 0;
+    volatile float sink = 0;
+    for (int trial = 0; trial < 5; trial++) {
+        float part[32] = {0};
+        double t0 = now();
+        for (int p = 0; p < passes; p++)
+            for (size_t i = 0; i + 32 <= n; i += 32)
+                for (int u = 0; u < 32; u++) part[u] += x[i + u];
+        double gbs = (double)passes * n * sizeof(float) / (now() - t0) * 1e-9;
+        if (gbs > best) best = gbs;
+        for (int u = 0; u < 32; u++) sink += part[u];
+    }
+    free(x);
+    return best;
+}
+
 // ----------------------------------------------------------------------------
 // the two configs and their FLOPs
 
@@ -145,6 +195,7 @@ static double train_step_flops(const BenchConfig *b) {
 typedef struct {
     double tok_per_s, gflops;
     double decode_tok_per_s[2], decode_gflops[2];  // [0] full depth, [1] Q-exit
+    double decode_gbs;                              // GB/s of weights and KV read at full depth
     double qexit_depth;
     double rss_mib, act_bytes_per_token;
 } BenchResult;
@@ -203,9 +254,17 @@ static void export_bench_model(const BenchConfig *b) {
     ouro_free(&net);
 }
 
-// Median tokens/s of decoding max_seq_len tokens under pol; *depth gets the mean steps per token
-// and *flops the useful FLOPs of one such pass.
-static double time_decode(const ExitPolicy *pol, double *depth, double *flops) {
+// Bytes one token reads when it runs n_steps steps at position pos (counting from 0): every
+// layer weight matrix once per step, its keys and values (pos + 1 of each, per step and layer),
+// and the LM head once. This is the memory traffic that bounds decoding.
+static double decode_bytes(const Config *c, int n_steps, int pos) {
+    double d = c->d, F = c->F;
+    return sizeof(float) * (n_steps * c->L * (4 * d * d + 3 * d * F + 2.0 * d * (pos + 1)) + (double)c->V * d);
+}
+
+// Median tokens/s of decoding max_seq_len tokens under pol; *depth gets the mean steps per token,
+// *flops the useful FLOPs and *bytes the bytes read (decode_bytes) of one such pass.
+static double time_decode(const ExitPolicy *pol, double *depth, double *flops, double *bytes) {
     Model m;
     if (model_load(&m, BENCH_MODEL_PATH)) die("bench decode: %s", ouro_error);
     const Config *c = &m.cfg;
@@ -218,16 +277,18 @@ static double time_decode(const ExitPolicy *pol, double *depth, double *flops) {
     for (int r = 0; r < REPEATS; r++) {
         RunState s;
         if (runstate_init(&s, &m, KV_FULL, c->T, 0, 0)) die("bench decode: %s", ouro_error);
-        double useful = 0, t0 = now();
+        double useful = 0, read = 0, t0 = now();
         for (int pos = 0; pos < n; pos++) {
             TokenTrace tr;
             int steps = decode_token(&m, &s, pol, tokens[pos], pos, &tr);
             if (steps < 0) die("bench decode: %s", ouro_error);
             useful += steps * layer_step_flops(c, pos + 1) + 2.0 * c->V * c->d;
+            read += decode_bytes(c, steps, pos);
         }
         tok_per_s[r] = n / (now() - t0);
         *depth = (double)s.layer_steps / ((double)s.tokens * c->L);
         *flops = useful;
+        *bytes = read;
         runstate_free(&s);
     }
     free(tokens);
@@ -245,9 +306,10 @@ static BenchResult bench_run(const BenchConfig *b, int threads) {
     ExitPolicy full = {.kind = EXIT_STATIC, .n = b->cfg.T}, qexit = {.kind = EXIT_Q, .q = BENCH_Q};
     const ExitPolicy *pols[2] = {&full, &qexit};
     for (int i = 0; i < 2; i++) {
-        double depth, flops;
-        r.decode_tok_per_s[i] = time_decode(pols[i], &depth, &flops);
+        double depth, flops, bytes;
+        r.decode_tok_per_s[i] = time_decode(pols[i], &depth, &flops, &bytes);
         r.decode_gflops[i] = flops / b->cfg.max_seq_len * r.decode_tok_per_s[i] * 1e-9;
+        if (i == 0) r.decode_gbs = bytes / b->cfg.max_seq_len * r.decode_tok_per_s[i] * 1e-9;
         if (i == 1) r.qexit_depth = depth;
     }
     r.rss_mib = peak_rss_mib();
@@ -287,6 +349,19 @@ static int model_shapes(const BenchConfig *b, Shape *s) {
     s[n++] = (Shape){"attn q k^T, dy v^T", Q, S, hd, 0, 1, 1};
     s[n++] = (Shape){"attn P v, ds k", Q, hd, S, 0, 0, 1};
     s[n++] = (Shape){"attn dv, dk: P^T dy", Q, hd, S, 1, 0, 1};
+    return n;
+}
+
+// The reference shapes of issue 7: 4096 tokens, d = 256, a d -> 3d projection and a V = 4096
+// LM head, each as forward, dX and dW.
+static int reference_shapes(Shape *s) {
+    int N = 4096, d = 256, n = 0;
+    s[n++] = (Shape){"d->3d forward    x w^T", N, 3 * d, d, 0, 1, 0};
+    s[n++] = (Shape){"d->3d dX         dy w", N, d, 3 * d, 0, 0, 0};
+    s[n++] = (Shape){"d->3d dW         dy^T x", 3 * d, d, N, 1, 0, 0};
+    s[n++] = (Shape){"V=4096 forward   h w^T", N, 4096, d, 0, 1, 0};
+    s[n++] = (Shape){"V=4096 dX        dy w", N, d, 4096, 0, 0, 0};
+    s[n++] = (Shape){"V=4096 dW        dy^T h", 4096, d, N, 1, 0, 0};
     return n;
 }
 
@@ -341,11 +416,16 @@ int main(void) {
     }
     if (max_thr > 1 && measured[2] < 0.9 * peak[2])
         printf("\nanother process held a core during the probe: the 2-thread figures are lower bounds");
+    double kernel = micro_kernel_rate();
+    printf("\nmatmul micro-kernel alone (%dx%d tile, KC %d, operands in L1): %.1f GFLOP/s = %.0f%% of the 1-thread peak\n"
+           "  (the ceiling of every matmul; what a matmul loses below it goes to packing and to memory)",
+           MR, NR, KC, kernel, 100 * kernel / peak[1]);
     printf("\n\nFLOPs (useful multiply-adds x 2 of the matrix products; elementwise work not counted):\n"
            "  train step = 3 x B*S*T x [ L*2*(4d^2 + 3dF) + L*2*2*d*(S+1)/2 + 2*V*d ]   (attention: causal keys only)\n"
            "  decode     = sum over tokens of  n_steps x [ L*2*(4d^2 + 3dF) + L*2*2*d*(pos+1) ] + 2*V*d\n");
 
     BenchConfig configs[2] = {bench_config("tiny", 128, 4, 344, 512), bench_config("medium", 256, 8, 688, 4096)};
+    double decode_gbs[2] = {0};
     char qexit_title[64];
     snprintf(qexit_title, sizeof qexit_title, "decode Q-exit q=%g (avg depth)", BENCH_Q);
     printf("\n%-7s %3s | %9s %7s %5s | %-25s | %-32s | %6s %9s\n", "config", "thr", "train", "", "",
@@ -357,6 +437,7 @@ int main(void) {
         export_bench_model(b);
         for (int th = 1; th <= max_thr; th++) {
             BenchResult r = bench_run(b, th);
+            if (th == 1) decode_gbs[i] = r.decode_gbs;
             printf("%-7s %3d | %9.0f %7.1f %4.0f%% | %9.0f %7.2f %4.1f%%  | %9.0f %5.2f %7.2f %4.1f%%    | %6.0f %9.0f\n",
                    b->name, th, r.tok_per_s, r.gflops, 100 * r.gflops / peak[th],
                    r.decode_tok_per_s[0], r.decode_gflops[0], 100 * r.decode_gflops[0] / peak[th],
@@ -369,18 +450,28 @@ int main(void) {
     printf("  (tiny: d 128 H 4 F 344 L 2 T 4 V 512; medium: d 256 H 8 F 688 L 2 T 4 V 4096; both B 8 S 256.\n"
            "   RSS is the process peak so far: the configs run smallest first. act: activation bytes per\n"
            "   training token, ouro.c's acts_bytes_per_token)\n");
+    // decoding is bound by memory traffic: compare it with a plain read of as many bytes
+    printf("\ndecoding at full depth reads every weight once per step (decode_bytes):\n");
+    for (int i = 0; i < 2; i++) {
+        const Config *c = &configs[i].cfg;
+        double weights = sizeof(float) * ((double)c->L * (4.0 * c->d * c->d + 3.0 * c->d * c->F) + (double)c->V * c->d);
+        double probe = read_bandwidth((size_t)weights);
+        printf("  %-7s 1 thread %6.1f GB/s; a plain read of the same %.1f MB: %6.1f GB/s (decode at %.0f%% of it)\n",
+               configs[i].name, decode_gbs[i], weights / 1e6, probe, 100 * decode_gbs[i] / probe);
+    }
 
     printf("\nmatmul shapes (C = op(A) op(B), M x N x K; GFLOP/s = 2MNK / time, median of 5)\n");
     printf("%-7s %-24s %5s %5s %5s | %7s %5s", "config", "product", "M", "N", "K", "1 thr", "%peak");
     if (max_thr > 1) printf(" | %7s %5s", "2 thr", "%peak");
     printf("\n");
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         Shape shapes[32];
-        int n = model_shapes(&configs[i], shapes);
+        int n = i < 2 ? model_shapes(&configs[i], shapes) : reference_shapes(shapes);
+        const char *name = i < 2 ? configs[i].name : "ref";
         for (int k = 0; k < n; k++) {
             const Shape *sh = &shapes[k];
             double g1 = time_shape(sh, 1);
-            printf("%-7s %-24s %5d %5d %5d | %7.1f %4.0f%%", configs[i].name, sh->what, sh->M, sh->N, sh->K, g1, 100 * g1 / peak[1]);
+            printf("%-7s %-24s %5d %5d %5d | %7.1f %4.0f%%", name, sh->what, sh->M, sh->N, sh->K, g1, 100 * g1 / peak[1]);
             if (max_thr > 1 && !sh->per_head) {
                 double g2 = time_shape(sh, 2);
                 printf(" | %7.1f %4.0f%%", g2, 100 * g2 / peak[2]);
@@ -392,7 +483,8 @@ int main(void) {
         }
     }
     printf("  LM head: one chunk of %d tokens. attn: one block of %d queries (keys) of one (batch, head),\n"
-           "  run on one thread inside attention's parallel loop\n", HEAD_ROWS, ATT_BLOCK);
+           "  run on one thread inside attention's parallel loop. ref: the shapes of issue 7 (4096 tokens,\n"
+           "  d 256: a d -> 3d projection and a 4096-token LM head in one piece)\n", HEAD_ROWS, ATT_BLOCK);
     printf("\nload average %.2f at the end (the machine is shared: a busy machine lowers every figure)\n", load_average());
     return 0;
 }

@@ -323,6 +323,9 @@ static inline void dot_rows(float *restrict out, const float *restrict w, size_t
         for (int r = 0; r < n; r++) {
             #pragma GCC unroll 1   // keep u a loop: gcc makes it one 8-wide FMA
             for (int u = 0; u < LANES; u++) acc[r][u] += w[r * ld + i + u] * x[i + u];
+            // 8 rows are 8 streams, more than the hardware prefetcher follows well: ask for the
+            // same cache line of the next block's rows (a prefetch never faults, even past the end)
+            if (n == ROW_BLOCK && i % 16 == 0) __builtin_prefetch(w + (r + ROW_BLOCK) * ld + i);
         }
     for (int r = 0; r < n; r++) {
         float tail = 0;  // cols % LANES leftover columns
