@@ -341,7 +341,8 @@ void ouro_zero_grad(Ouro *m) {
 // (contiguous, 64-byte aligned, zero-padded to whole slivers). Packing absorbs the transposes,
 // so one micro-kernel serves all four (transA, transB) cases, and edge tiles are ordinary tiles.
 //
-// Threads share the packed panel of B and split the rows of C into blocks; they never split K.
+// Threads share the packed panel of B (two of them, alternating, so that one barrier per panel
+// suffices) and split the rows of C into blocks; they never split K.
 // Every element of C sums its products in the same order (KC values at a time, from k = 0 up,
 // each group added into C) whatever the thread count and block shapes: results are bitwise
 // identical with 1, 2, ... threads and without OpenMP. There are at least as many blocks as
@@ -462,29 +463,37 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     int blocks = round_up((M + mc_max - 1) / mc_max, threads);
     int mc = round_up((M + blocks - 1) / blocks, MR);
     int nc_max = min_int(round_up(N, NR), max_int(NR, B_PANEL / kp_max / NR * NR));
-    real *Bp = alloc_panel((size_t)kp_max * nc_max);
+    // two panels of op(B) when threads share them: a thread may pack the next panel while the
+    // other still multiplies with the current one, so one barrier per panel is enough
+    size_t panel = (size_t)kp_max * nc_max;
+    real *Bp = alloc_panel(threads > 1 ? 2 * panel : panel);
 
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         real *Ap = alloc_panel((size_t)mc * kp_max);
+        int round = 0;
         for (int jc = 0; jc < N; jc += nc_max) {
             int nc = min_int(nc_max, N - jc), nc_share = round_up((nc + threads - 1) / threads, NR);
-            for (int pc = 0; pc < K; pc += kp_max) {
+            for (int pc = 0; pc < K; pc += kp_max, round++) {
                 int kp = min_int(kp_max, K - pc);
                 int add = accumulate || pc > 0;   // the first products overwrite C unless accumulating
-                // all threads pack the (kp, nc) panel of op(B), each a contiguous share of columns
+                real *Bq = Bp + (threads > 1 ? (size_t)(round % 2) * panel : 0);
+                // all threads pack the (kp, nc) panel of op(B), each a contiguous share of columns,
+                // and wait for each other (the barrier at the end of this loop)
                 #pragma omp for schedule(static)
                 for (int j = 0; j < nc; j += nc_share)
-                    pack_block(Bp + (size_t)j * kp, element(B, ldb, transB, pc, jc + j), ldb, !transB,
+                    pack_block(Bq + (size_t)j * kp, element(B, ldb, transB, pc, jc + j), ldb, !transB,
                                min_int(nc_share, nc - j), kp, NR);
                 // then each thread packs its own (mc, kp) blocks of op(A) and multiplies; dynamic,
                 // so a thread slowed by other work takes fewer blocks (which thread computes a
-                // block does not change its result)
-                #pragma omp for schedule(dynamic)
+                // block does not change its result). No barrier after it: the next panel goes
+                // to the other buffer, and the barrier after packing it means that every thread
+                // has finished with this one before it is packed over.
+                #pragma omp for schedule(dynamic) nowait
                 for (int ic = 0; ic < M; ic += mc) {
                     int m = min_int(mc, M - ic);
                     pack_block(Ap, element(A, lda, transA, ic, pc), lda, transA, m, kp, MR);
-                    macro_kernel(m, nc, kp, Ap, Bp, C + (size_t)ic * ldc + jc, ldc, add);
+                    macro_kernel(m, nc, kp, Ap, Bq, C + (size_t)ic * ldc + jc, ldc, add);
                 }
             }
         }
