@@ -341,8 +341,10 @@ void ouro_zero_grad(Ouro *m) {
 // (contiguous, 64-byte aligned, zero-padded to whole slivers). Packing absorbs the transposes,
 // so one micro-kernel serves all four (transA, transB) cases, and edge tiles are ordinary tiles.
 //
-// Threads share the packed panel of B (two of them, alternating, so that one barrier per panel
-// suffices) and split the rows of C into blocks; they never split K.
+// Threads share the packed panel of B and split the rows of C into blocks; they never split K.
+// With several threads there are two B panels, used in turn: a thread that finishes its blocks
+// early packs its share of the next panel while the others still read the current one, and one
+// barrier per panel (after packing it) is all the waiting there is.
 // Every element of C sums its products in the same order (KC values at a time, from k = 0 up,
 // each group added into C) whatever the thread count and block shapes: results are bitwise
 // identical with 1, 2, ... threads and without OpenMP. There are at least as many blocks as
