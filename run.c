@@ -309,12 +309,13 @@ int set_thread_count(int n) {
 // 8-lane accumulator each: 8 independent FMA chains (what Zen 3's two 4-cycle FMA pipes need),
 // one load of x for 8 rows, and the 8 reductions overlap. n (1 or ROW_BLOCK) is a constant at each
 // call, so acc stays in registers. Each row's sum has a fixed order: threads do not change it.
+// prefetch: the ROW_BLOCK rows after these exist (see below).
 // (ouro.c's matmul is built for batches: it packs both operands into register tiles, which for
 // one column would copy the whole matrix and pad x to 16 columns.)
 #define ROW_BLOCK 8
 #define LANES 8
 static inline void dot_rows(float *restrict out, const float *restrict w, size_t ld,
-                            const float *restrict x, int cols, int n) {
+                            const float *restrict x, int cols, int n, int prefetch) {
     float acc[ROW_BLOCK][LANES];
     for (int r = 0; r < n; r++)
         for (int u = 0; u < LANES; u++) acc[r][u] = 0;
@@ -324,8 +325,8 @@ static inline void dot_rows(float *restrict out, const float *restrict w, size_t
             #pragma GCC unroll 1   // keep u a loop: gcc makes it one 8-wide FMA
             for (int u = 0; u < LANES; u++) acc[r][u] += w[r * ld + i + u] * x[i + u];
             // 8 rows are 8 streams, more than the hardware prefetcher follows well: ask for the
-            // same cache line of the next block's rows (a prefetch never faults, even past the end)
-            if (n == ROW_BLOCK && i % 16 == 0) __builtin_prefetch(w + (r + ROW_BLOCK) * ld + i);
+            // same cache line of the next block's rows
+            if (prefetch && i % 16 == 0) __builtin_prefetch(w + (r + ROW_BLOCK) * ld + i);
         }
     for (int r = 0; r < n; r++) {
         float tail = 0;  // cols % LANES leftover columns
@@ -344,8 +345,8 @@ void matvec(float *out, const float *w, size_t ld, const float *x, int rows, int
     (void)parallel;  // read only by the pragma (ignored without OpenMP)
     #pragma omp parallel for num_threads(threads) if (parallel)
     for (int b = 0; b < blocks; b++)
-        dot_rows(out + (size_t)b * ROW_BLOCK, w + (size_t)b * ROW_BLOCK * ld, ld, x, cols, ROW_BLOCK);
-    for (int r = blocks * ROW_BLOCK; r < rows; r++) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, 1);
+        dot_rows(out + (size_t)b * ROW_BLOCK, w + (size_t)b * ROW_BLOCK * ld, ld, x, cols, ROW_BLOCK, b + 1 < blocks);
+    for (int r = blocks * ROW_BLOCK; r < rows; r++) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, 1, 0);
 }
 
 // Stores the current token's step-t K/V (s->k, s->v) as its own entry, where attention at step t
