@@ -420,6 +420,9 @@ int main(void) {
     printf("\nmatmul micro-kernel alone (%dx%d tile, KC %d, operands in L1): %.1f GFLOP/s = %.0f%% of the 1-thread peak\n"
            "  (the ceiling of every matmul; what a matmul loses below it goes to packing and to memory)",
            MR, NR, KC, kernel, 100 * kernel / peak[1]);
+    if (kernel < 0.9 * peak[1])  // it reaches 93-99% on a quiet core of the machine it was tuned on
+        printf("\n  (below 90%%: something else is using this core's caches or load ports, or its clock\n"
+               "   dropped: the figures below are likely low too)");
     printf("\n\nFLOPs (useful multiply-adds x 2 of the matrix products; elementwise work not counted):\n"
            "  train step = 3 x B*S*T x [ L*2*(4d^2 + 3dF) + L*2*2*d*(S+1)/2 + 2*V*d ]   (attention: causal keys only)\n"
            "  decode     = sum over tokens of  n_steps x [ L*2*(4d^2 + 3dF) + L*2*2*d*(pos+1) ] + 2*V*d\n");
