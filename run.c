@@ -5,11 +5,12 @@
 //   ./run model.bin --eval valid.txt               the compute / quality trade-off table
 //   ./run --help                                   every flag
 //
-// In the spirit of llama2.c's run.c: a Model (the weights memory-mapped from the export, no copy,
-// plus the tokenizer embedded in the same file), a RunState (KV caches and one token's
-// activations) and a Sampler. The prompt goes through ouro.c's own layer_forward in one batched
-// pass; decoding runs ouro.c's norms, RoPE, SwiGLU and exit gate on one token, with a
-// matrix-vector product and a one-query attention of its own.
+// In the spirit of llama2.c's run.c: a Model (the weights memory-mapped from the export, plus the
+// tokenizer embedded in the same file), a RunState (KV caches and one token's activations) and a
+// Sampler. The prompt goes through ouro.c's own layer_forward in one batched pass, on the mapped
+// weights; decoding runs ouro.c's norms, RoPE, SwiGLU and exit gate on one token, with
+// matrix-vector products of its own on a copy of the weight matrices repacked for them at load
+// time (see "Matrix-vector products of decoding"), and a one-query attention.
 //
 // Decoding one token (LOOPLM.md §4). The L shared layers run for t = 1, 2, ...; after each step
 // the final norm gives h_t and the exit gate z_t = h_t . w + b, and the exit policy decides:
@@ -64,11 +65,120 @@
 #include <unistd.h>
 
 // ----------------------------------------------------------------------------
+// Matrix-vector products of decoding
+//
+// Decoding runs one token at a time, so every weight is read once per step and used for a single
+// multiply-add: the products are bound by memory traffic, not by arithmetic. Two layouts:
+//
+// Weights (matvec_packed). Row-major, out[r] = w[r] . x needs one dot product per row, and for
+// rows as short as ours (128..688 values) most of a dot product's time goes to its final
+// reduction, the partial sums added up across the lanes of a vector. So at load time each weight
+// matrix is repacked (repack_rows) into blocks of ROW_BLOCK = 8 rows stored column by column:
+//     packed[(b * cols + i) * 8 + r] = w[b * 8 + r][i]
+// One vector load then brings column i of 8 rows, one FMA with the broadcast x[i] updates the 8
+// outputs in the lanes where they will stay, and no reduction across lanes is ever needed. The
+// weights are read in one contiguous stream.
+//
+// KV cache (matvec_rows). Attention's keys are written one row per token as decoding goes, so
+// they stay row-major; there ROW_BLOCK rows are done at once with one 8-lane accumulator each,
+// so that 8 independent FMA chains run and the 8 reductions overlap.
+//
+// Every output's sum has a fixed order, so results do not depend on the number of threads.
+
+#define ROW_BLOCK 8
+#define LANES 8
+#define MATVEC_PARALLEL_MIN (1 << 20)  // multiply-adds below which one thread is faster
+
+// packed (round_up(rows, 8) * cols) = w (rows, cols) in blocks of 8 rows, column-major inside a
+// block; rows past the end are zeros.
+void repack_rows(float *packed, const float *w, int rows, int cols) {
+    for (int b = 0; b * ROW_BLOCK < rows; b++)
+        for (int i = 0; i < cols; i++)
+            for (int r = 0; r < ROW_BLOCK; r++) {
+                int row = b * ROW_BLOCK + r;
+                packed[((size_t)b * cols + i) * ROW_BLOCK + r] = row < rows ? w[(size_t)row * cols + i] : 0;
+            }
+}
+
+size_t repacked_size(int rows, int cols) {
+    return (size_t)(rows + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK * (size_t)cols;
+}
+
+// out[0..8) = one block of a repacked matrix @ x. Four accumulators take the columns in turn
+// (column i goes to acc[i % 4]): four independent FMA chains, then two adds.
+static inline void block_dot(float out[ROW_BLOCK], const float *restrict block, const float *restrict x, int cols) {
+    float acc[4][ROW_BLOCK] = {{0}};
+    int i = 0;
+    for (; i + 4 <= cols; i += 4)
+        for (int p = 0; p < 4; p++) {
+            #pragma GCC unroll 1   // keep r a loop: gcc makes it one 8-wide FMA
+            for (int r = 0; r < ROW_BLOCK; r++) acc[p][r] += block[(size_t)(i + p) * ROW_BLOCK + r] * x[i + p];
+        }
+    for (; i < cols; i++)
+        for (int r = 0; r < ROW_BLOCK; r++) acc[0][r] += block[(size_t)i * ROW_BLOCK + r] * x[i];
+    for (int r = 0; r < ROW_BLOCK; r++) out[r] = (acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]);
+}
+
+// out (rows) = W @ x (cols), W repacked by repack_rows; split over threads by blocks of 8 rows
+// when the product is big enough to pay for the thread team.
+void matvec_packed(float *out, const float *packed, const float *x, int rows, int cols, int threads) {
+    int blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+    int parallel = threads > 1 && !in_parallel() && (long)rows * cols >= MATVEC_PARALLEL_MIN;
+    (void)parallel;  // read only by the pragma (ignored without OpenMP)
+    #pragma omp parallel for num_threads(threads) if (parallel)
+    for (int b = 0; b < blocks; b++) {
+        float y[ROW_BLOCK];
+        block_dot(y, packed + (size_t)b * cols * ROW_BLOCK, x, cols);
+        for (int r = 0; r < ROW_BLOCK && b * ROW_BLOCK + r < rows; r++) out[b * ROW_BLOCK + r] = y[r];
+    }
+}
+
+// out[r] = w[r] . x for rows r < n of w (row r at w + r*ld, row-major), x of length cols: one
+// 8-lane accumulator per row, n (1 or ROW_BLOCK) a constant at each call so acc stays in registers.
+static inline void dot_rows(float *restrict out, const float *restrict w, size_t ld,
+                            const float *restrict x, int cols, int n) {
+    float acc[ROW_BLOCK][LANES];
+    for (int r = 0; r < n; r++)
+        for (int u = 0; u < LANES; u++) acc[r][u] = 0;
+    int i = 0;
+    for (; i + LANES <= cols; i += LANES)
+        for (int r = 0; r < n; r++) {
+            #pragma GCC unroll 1   // keep u a loop: gcc makes it one 8-wide FMA
+            for (int u = 0; u < LANES; u++) acc[r][u] += w[r * ld + i + u] * x[i + u];
+        }
+    for (int r = 0; r < n; r++) {
+        float tail = 0;  // cols % LANES leftover columns
+        for (int j = i; j < cols; j++) tail += w[r * ld + j] * x[j];
+        for (int width = LANES / 2; width >= 1; width /= 2)  // lanes 0..7 -> 0..3 -> 0..1 -> 0
+            for (int u = 0; u < width; u++) acc[r][u] += acc[r][u + width];
+        out[r] = acc[r][0] + tail;
+    }
+}
+
+// out (rows) = w (rows, cols; row-major, row stride ld) @ x (cols), on the calling thread.
+void matvec_rows(float *out, const float *w, size_t ld, const float *x, int rows, int cols) {
+    int r = 0;
+    for (; r + ROW_BLOCK <= rows; r += ROW_BLOCK) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, ROW_BLOCK);
+    for (; r < rows; r++) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, 1);
+}
+
+// ----------------------------------------------------------------------------
 // Model: the export file, memory-mapped
+
+// The weight matrices again, in the order decoding reads them (see repack_rows below): one
+// allocation, each matrix (rows, cols) taking round_up(rows, 8) * cols floats, per layer.
+typedef struct {
+    float *wq, *wk, *wv, *wo;  // (L) x repacked (d, d)
+    float *mlp_gate, *mlp_up;  // (L) x repacked (F, d)
+    float *mlp_down;           // (L) x repacked (d, F)
+    float *head;               // repacked (V, d)
+} DecodeWeights;
 
 typedef struct {
     Config cfg;
     Ouro net;               // a view for ouro.c's kernels: cfg, params into the mapping, RoPE table
+    DecodeWeights dec;      // the matrices repacked for one-token decoding (the prompt uses net)
+    float *dec_memory;
     Tokenizer tokenizer;    // from the tokenizer file embedded after the weights
     int has_tokenizer;      // 0 when the export carries none (then only --eval on a shard works)
     void *map;              // the whole file, read-only
@@ -77,11 +187,46 @@ typedef struct {
 
 void model_free(Model *m) {
     acts_free(&m->net);  // the prefill's activations (the parameters belong to the mapping)
+    free(m->dec_memory);
     free(m->net.rope_cos);
     free(m->net.rope_sin);
     if (m->has_tokenizer) tokenizer_free(&m->tokenizer);
     if (m->map) munmap(m->map, m->map_bytes);
     memset(m, 0, sizeof *m);
+}
+
+// Repacks every weight matrix that decoding multiplies (the prompt's batched pass reads the
+// mapping through ouro.c). Costs as much memory again as the matrices. Returns 0 or -1.
+int decode_weights_build(Model *m) {
+    const Config *c = &m->cfg;
+    const Params *p = &m->net.params;
+    int L = c->L, d = c->d, F = c->F;
+    size_t sq = repacked_size(d, d), in = repacked_size(F, d), out = repacked_size(d, F), head = repacked_size(c->V, d);
+    size_t per_layer = 4 * sq + 2 * in + out, total;  // sizes already bounded by export_check
+    if (size_mul(per_layer, (size_t)L, &total) || size_add(total, head, &total) || total > SIZE_MAX / sizeof(float))
+        return fail("decode weights", "size overflows");
+    float *mem = m->dec_memory = xmalloc(total * sizeof(float));
+    DecodeWeights *w = &m->dec;
+    w->wq = mem, mem += L * sq;
+    w->wk = mem, mem += L * sq;
+    w->wv = mem, mem += L * sq;
+    w->wo = mem, mem += L * sq;
+    w->mlp_gate = mem, mem += L * in;
+    w->mlp_up = mem, mem += L * in;
+    w->mlp_down = mem, mem += L * out;
+    w->head = mem;
+    size_t dd = (size_t)d * d, Fd = (size_t)F * d;
+    for (int l = 0; l < L; l++) {
+        repack_rows(w->wq + l * sq, p->wq + l * dd, d, d);
+        repack_rows(w->wk + l * sq, p->wk + l * dd, d, d);
+        repack_rows(w->wv + l * sq, p->wv + l * dd, d, d);
+        repack_rows(w->wo + l * sq, p->wo + l * dd, d, d);
+        repack_rows(w->mlp_gate + l * in, p->mlp_gate + l * Fd, F, d);
+        repack_rows(w->mlp_up + l * in, p->mlp_up + l * Fd, F, d);
+        repack_rows(w->mlp_down + l * out, p->mlp_down + l * Fd, d, F);
+    }
+    repack_rows(w->head, p->head, c->V, d);
+    return 0;
 }
 
 // Maps an export (layout in ouro.c section 10) and checks magic, version, config, weight count and
@@ -133,6 +278,7 @@ int model_load(Model *m, const char *path) {
     net->rope_cos = xmalloc(rope * sizeof(float));
     net->rope_sin = xmalloc(rope * sizeof(float));
     rope_table_fill(net);  // ouro.c's table: positions rotate exactly as in training
+    if (decode_weights_build(m)) { model_free(m); return fail(path, "decode weights: %s", ouro_error); }
     return 0;
 }
 
@@ -300,55 +446,6 @@ int set_thread_count(int n) {
 #endif
 }
 
-#define MATVEC_PARALLEL_MIN (1 << 20)  // multiply-adds below which one thread is faster
-
-// out[r] = w[r] . x for rows r < rows of w (row r at w + r*ld), x of length cols.
-// Decoding reads every weight once per token, so this product is memory-bound, and for rows as
-// short as ours (128..688 values) a lone dot product spends most of its time in its final
-// reduction (the partial sums added one after another). So ROW_BLOCK = 8 rows go at once, one
-// 8-lane accumulator each: 8 independent FMA chains (what Zen 3's two 4-cycle FMA pipes need),
-// one load of x for 8 rows, and the 8 reductions overlap. n (1 or ROW_BLOCK) is a constant at each
-// call, so acc stays in registers. Each row's sum has a fixed order: threads do not change it.
-// prefetch: the ROW_BLOCK rows after these exist (see below).
-// (ouro.c's matmul is built for batches: it packs both operands into register tiles, which for
-// one column would copy the whole matrix and pad x to 16 columns.)
-#define ROW_BLOCK 8
-#define LANES 8
-static inline void dot_rows(float *restrict out, const float *restrict w, size_t ld,
-                            const float *restrict x, int cols, int n, int prefetch) {
-    float acc[ROW_BLOCK][LANES];
-    for (int r = 0; r < n; r++)
-        for (int u = 0; u < LANES; u++) acc[r][u] = 0;
-    int i = 0;
-    for (; i + LANES <= cols; i += LANES)
-        for (int r = 0; r < n; r++) {
-            #pragma GCC unroll 1   // keep u a loop: gcc makes it one 8-wide FMA
-            for (int u = 0; u < LANES; u++) acc[r][u] += w[r * ld + i + u] * x[i + u];
-            // 8 rows are 8 streams, more than the hardware prefetcher follows well: ask for the
-            // same cache line of the next block's rows
-            if (prefetch && i % 16 == 0) __builtin_prefetch(w + (r + ROW_BLOCK) * ld + i);
-        }
-    for (int r = 0; r < n; r++) {
-        float tail = 0;  // cols % LANES leftover columns
-        for (int j = i; j < cols; j++) tail += w[r * ld + j] * x[j];
-        for (int width = LANES / 2; width >= 1; width /= 2)  // lanes 0..7 -> 0..3 -> 0..1 -> 0
-            for (int u = 0; u < width; u++) acc[r][u] += acc[r][u + width];
-        out[r] = acc[r][0] + tail;
-    }
-}
-
-// out (rows) = w (rows, cols; row stride ld) @ x (cols), split over threads by blocks of rows
-// when the product is big enough to pay for the thread team.
-void matvec(float *out, const float *w, size_t ld, const float *x, int rows, int cols, int threads) {
-    int blocks = rows / ROW_BLOCK;
-    int parallel = threads > 1 && !in_parallel() && (long)rows * cols >= MATVEC_PARALLEL_MIN;
-    (void)parallel;  // read only by the pragma (ignored without OpenMP)
-    #pragma omp parallel for num_threads(threads) if (parallel)
-    for (int b = 0; b < blocks; b++)
-        dot_rows(out + (size_t)b * ROW_BLOCK, w + (size_t)b * ROW_BLOCK * ld, ld, x, cols, ROW_BLOCK, b + 1 < blocks);
-    for (int r = blocks * ROW_BLOCK; r < rows; r++) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, 1, 0);
-}
-
 // Stores the current token's step-t K/V (s->k, s->v) as its own entry, where attention at step t
 // will read it; keeps what its strategy needs to leave behind when the token finishes.
 void kv_store(RunState *s, int t, int l, int pos) {
@@ -400,8 +497,8 @@ void attention_decode(RunState *s, int t, int l, int pos, int H) {
         const float *q = s->q + h * hd;
         float *p = s->scores + (size_t)h * s->seq_cap, *y = s->att + h * hd;
         // the keys of this head are rows of the caches (row stride d): two matrix-vector products
-        matvec(p, k_step + h * hd, d, q, n_step, hd, 1);
-        if (pos >= n_step) matvec(p + n_step, k_shared + h * hd, d, q, pos + 1 - n_step, hd, 1);
+        matvec_rows(p, k_step + h * hd, d, q, n_step, hd);
+        if (pos >= n_step) matvec_rows(p + n_step, k_shared + h * hd, d, q, pos + 1 - n_step, hd);
         float mx = scale * max_value(p, pos + 1);
         float inv = 1 / softmax_exp(p, pos + 1, scale, mx);  // ouro.c's softmax exponentials
         for (int i = 0; i < hd; i++) y[i] = 0;
@@ -419,29 +516,30 @@ void attention_decode(RunState *s, int t, int l, int pos, int H) {
 //   x += norm_mlp_post( mlp_down( silu(mlp_gate xm) * mlp_up xm ) ),          xm = norm_mlp_pre(x)
 void decode_layer(Model *m, RunState *s, int t, int l, int pos) {
     const Config *c = &m->cfg;
-    const Params *p = &m->net.params;
+    const Params *p = &m->net.params;   // the norms
+    const DecodeWeights *w = &m->dec;     // the matrices, repacked
     int d = c->d, F = c->F, half = d / c->H / 2;
-    size_t dd = (size_t)d * d, Fd = (size_t)F * d;
+    size_t sq = repacked_size(d, d), in = repacked_size(F, d), out = repacked_size(d, F);
     float rstd;  // rmsnorm_forward's saved statistic (unused here)
     const float *cos_pos = m->net.rope_cos + (size_t)pos * half, *sin_pos = m->net.rope_sin + (size_t)pos * half;
 
     rmsnorm_forward(s->xa, &rstd, s->x, p->norm_attn_pre + l * d, 1, d, c->norm_eps);
-    matvec(s->q, p->wq + l * dd, d, s->xa, d, d, s->threads);
-    matvec(s->k, p->wk + l * dd, d, s->xa, d, d, s->threads);
-    matvec(s->v, p->wv + l * dd, d, s->xa, d, d, s->threads);
+    matvec_packed(s->q, w->wq + l * sq, s->xa, d, d, s->threads);
+    matvec_packed(s->k, w->wk + l * sq, s->xa, d, d, s->threads);
+    matvec_packed(s->v, w->wv + l * sq, s->xa, d, d, s->threads);
     rope_apply(s->q, cos_pos, sin_pos, 1, 1, d, c->H, +1);  // the table row of this position
     rope_apply(s->k, cos_pos, sin_pos, 1, 1, d, c->H, +1);
     kv_store(s, t, l, pos);
     attention_decode(s, t, l, pos, c->H);
-    matvec(s->proj, p->wo + l * dd, d, s->att, d, d, s->threads);
+    matvec_packed(s->proj, w->wo + l * sq, s->att, d, d, s->threads);
     rmsnorm_forward(s->normed, &rstd, s->proj, p->norm_attn_post + l * d, 1, d, c->norm_eps);
     residual_forward(s->x, s->x, s->normed, d);
 
     rmsnorm_forward(s->xa, &rstd, s->x, p->norm_mlp_pre + l * d, 1, d, c->norm_eps);
-    matvec(s->gate, p->mlp_gate + l * Fd, d, s->xa, F, d, s->threads);
-    matvec(s->up, p->mlp_up + l * Fd, d, s->xa, F, d, s->threads);
+    matvec_packed(s->gate, w->mlp_gate + l * in, s->xa, F, d, s->threads);
+    matvec_packed(s->up, w->mlp_up + l * in, s->xa, F, d, s->threads);
     swiglu_forward(s->act, s->gate, s->up, F);
-    matvec(s->proj, p->mlp_down + l * Fd, F, s->act, d, F, s->threads);
+    matvec_packed(s->proj, w->mlp_down + l * out, s->act, d, F, s->threads);
     rmsnorm_forward(s->normed, &rstd, s->proj, p->norm_mlp_post + l * d, 1, d, c->norm_eps);
     residual_forward(s->x, s->x, s->normed, d);
 }
@@ -467,7 +565,7 @@ int decode_token(Model *m, RunState *s, const ExitPolicy *pol, int token, int po
         rmsnorm_forward(s->h, &rstd, s->x, p->norm_final, 1, d, c->norm_eps);  // h_t
         memcpy(s->x, s->h, d * sizeof(float));     // the normed h_t is the input of step t+1
         exit_gate_forward(&z, s->h, p->exit_w, p->exit_b, 1, d);
-        if (s->step_logits) matvec(s->step_logits + (size_t)t * c->V, p->head, d, s->h, c->V, d, s->threads);
+        if (s->step_logits) matvec_packed(s->step_logits + (size_t)t * c->V, m->dec.head, s->h, c->V, d, s->threads);
         s->layer_steps += c->L;
         t++;
         float hdiff = t >= 2 ? l2_distance(s->h, s->h_prev, d) : INFINITY;
@@ -476,7 +574,7 @@ int decode_token(Model *m, RunState *s, const ExitPolicy *pol, int token, int po
     tr->exit_step = t;
     kv_finish(s, pos, t);
     if (s->step_logits) memcpy(s->logits, s->step_logits + (size_t)(t - 1) * c->V, c->V * sizeof(float));
-    else matvec(s->logits, p->head, d, s->h, c->V, d, s->threads);  // the LM head, once, at the exit step
+    else matvec_packed(s->logits, m->dec.head, s->h, c->V, d, s->threads);  // the LM head, once, at the exit step
     s->tokens++;
     set_thread_count(saved_threads);
     return t;
@@ -517,11 +615,11 @@ int prefill(Model *m, RunState *s, const ExitPolicy *pol, const int *tokens, int
         float hdiff = t >= 1 ? l2_distance(h, step_h(net, t - 1) + (size_t)(n - 1) * d, d) : INFINITY;
         if (exit_after_step(pol, c->T, t + 1, net->acts->z[(size_t)t * n + n - 1], hdiff, &es, tr) && !exit_step)
             exit_step = t + 1;
-        if (s->step_logits) matvec(s->step_logits + (size_t)t * c->V, net->params.head, d, h, c->V, d, s->threads);
+        if (s->step_logits) matvec_packed(s->step_logits + (size_t)t * c->V, m->dec.head, h, c->V, d, s->threads);
     }
     if (!exit_step) exit_step = s->n_steps;
     tr->exit_step = exit_step;
-    matvec(s->logits, net->params.head, d, step_h(net, exit_step - 1) + (size_t)(n - 1) * d, c->V, d, s->threads);
+    matvec_packed(s->logits, m->dec.head, step_h(net, exit_step - 1) + (size_t)(n - 1) * d, c->V, d, s->threads);
     return exit_step;
 }
 

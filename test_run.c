@@ -487,27 +487,40 @@ static void test_run_threads(void) {
           r1.ce, r2.ce, r1.layer_steps, r2.layer_steps);
     int rows = 1100, cols = 1000;  // above MATVEC_PARALLEL_MIN, so 2 threads split the rows
     float *w = xmalloc((size_t)rows * cols * sizeof(float)), *v = xmalloc(cols * sizeof(float));
+    float *packed = xmalloc(repacked_size(rows, cols) * sizeof(float));
     float *o1 = xmalloc(rows * sizeof(float)), *o2 = xmalloc(rows * sizeof(float));
     Rng rng;
     rng_seed(&rng, 23);
     for (int i = 0; i < rows * cols; i++) w[i] = (float)rng_normal(&rng);
     for (int i = 0; i < cols; i++) v[i] = (float)rng_normal(&rng);
-    matvec(o1, w, cols, v, rows, cols, 1);
-    matvec(o2, w, cols, v, rows, cols, 2);
-    check(memcmp(o1, o2, rows * sizeof(float)) == 0, "matvec split over 2 threads differs from 1 thread");
-    // against a double-precision loop: whole blocks of 8 rows and leftover rows, columns that are
-    // and are not a multiple of 8 lanes, a row stride wider than the rows
-    for (int shape = 0; shape < 3; shape++) {
-        int n_rows = (int[]){19, 8, 1}[shape], n_cols = (int[]){37, 32, 5}[shape], ld = n_cols + 3;
-        double worst = 0;
-        matvec(o1, w, ld, v, n_rows, n_cols, 1);
-        for (int r = 0; r < n_rows; r++) {
-            double ref = 0, mag = 0;
-            for (int c = 0; c < n_cols; c++) { ref += (double)w[r * ld + c] * v[c]; mag += fabs((double)w[r * ld + c] * v[c]); }
-            worst = fmax(worst, fabs(o1[r] - ref) / (1e-6 * mag + 1e-30));
+    repack_rows(packed, w, rows, cols);
+    matvec_packed(o1, packed, v, rows, cols, 1);
+    matvec_packed(o2, packed, v, rows, cols, 2);
+    check(memcmp(o1, o2, rows * sizeof(float)) == 0, "matvec_packed split over 2 threads differs from 1 thread");
+    // both products against a double-precision loop: whole blocks of 8 rows and a partial one,
+    // columns that are and are not a multiple of 4 and 8, a row stride wider than the rows
+    for (int shape = 0; shape < 4; shape++) {
+        int n_rows = (int[]){19, 8, 1, 13}[shape], n_cols = (int[]){37, 32, 5, 2}[shape], ld = n_cols + 3;
+        for (int kind = 0; kind < 2; kind++) {
+            if (kind == 0) matvec_rows(o1, w, ld, v, n_rows, n_cols);
+            else {  // a packed matrix of n_cols columns: repack exactly those
+                float *sub = xmalloc((size_t)n_rows * n_cols * sizeof(float));
+                for (int r = 0; r < n_rows; r++) memcpy(sub + (size_t)r * n_cols, w + (size_t)r * ld, n_cols * sizeof(float));
+                repack_rows(packed, sub, n_rows, n_cols);
+                matvec_packed(o1, packed, v, n_rows, n_cols, 1);
+                free(sub);
+            }
+            double worst = 0;
+            for (int r = 0; r < n_rows; r++) {
+                double ref = 0, mag = 0;
+                for (int c = 0; c < n_cols; c++) { ref += (double)w[r * ld + c] * v[c]; mag += fabs((double)w[r * ld + c] * v[c]); }
+                worst = fmax(worst, fabs(o1[r] - ref) / (1e-6 * mag + 1e-30));
+            }
+            check(worst <= 1, "%s %d x %d: error %.2f x (1e-6 * sum |w x|)", kind ? "matvec_packed" : "matvec_rows",
+                  n_rows, n_cols, worst);
         }
-        check(worst <= 1, "matvec %d x %d (ld %d): error %.2f x (1e-6 * sum |w x|)", n_rows, n_cols, ld, worst);
     }
+    free(packed);
     set_thread_count(saved);
     free(w); free(v); free(o1); free(o2);
     model_free(&m);
