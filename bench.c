@@ -454,13 +454,16 @@ int main(void) {
            "   RSS is the process peak so far: the configs run smallest first. act: activation bytes per\n"
            "   training token, ouro.c's acts_bytes_per_token)\n");
     // decoding is bound by memory traffic: compare it with a plain read of as many bytes
-    printf("\ndecoding at full depth reads every weight once per step (decode_bytes):\n");
+    // the yardstick reads decoding's working set: the weights and the full-context KV caches
+    printf("\ndecoding at full depth reads every weight once per step, and its K/V (decode_bytes):\n");
     for (int i = 0; i < 2; i++) {
         const Config *c = &configs[i].cfg;
         double weights = sizeof(float) * ((double)c->L * (4.0 * c->d * c->d + 3.0 * c->d * c->F) + (double)c->V * c->d);
-        double probe = read_bandwidth((size_t)weights);
-        printf("  %-7s 1 thread %6.1f GB/s; a plain read of the same %.1f MB: %6.1f GB/s (decode at %.0f%% of it)\n",
-               configs[i].name, decode_gbs[i], weights / 1e6, probe, 100 * decode_gbs[i] / probe);
+        double kv = sizeof(float) * 2.0 * c->T * c->L * c->max_seq_len * c->d;
+        double probe = read_bandwidth((size_t)(weights + kv));
+        printf("  %-7s 1 thread %6.1f GB/s; a plain read of its %.1f MB (weights %.1f + KV caches %.1f): %6.1f GB/s"
+               " (decode at %.0f%% of it)\n", configs[i].name, decode_gbs[i], (weights + kv) / 1e6, weights / 1e6,
+               kv / 1e6, probe, 100 * decode_gbs[i] / probe);
     }
 
     printf("\nmatmul shapes (C = op(A) op(B), M x N x K; GFLOP/s = 2MNK / time, median of 5)\n");

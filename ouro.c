@@ -76,6 +76,12 @@ int in_parallel(void) {
 #endif
 }
 
+// The elementwise kernels split their rows over the threads only from PARALLEL_MIN_VALUES values
+// up. Below that they run on the calling thread without entering a parallel region at all:
+// entering one costs ~0.4 us even with one thread (the `if` clause does not avoid it), and for
+// the single token that run.c decodes at a time that made a token ~25% slower.
+#define PARALLEL_MIN_VALUES 16384
+
 // ----------------------------------------------------------------------------
 // 1. configuration
 
@@ -608,14 +614,19 @@ real softmax_exp(real *x, int n, real scale, real shift) {
 }
 
 // out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps)      x, out: (N, d)  w: (d)  rstd: (N)
+static void rmsnorm_row(real *out, real *rstd, const real *x, const real *w, int d, real eps) {
+    real r = 1 / sqrt(inner_product(x, x, d) / d + eps);
+    *rstd = r;
+    for (int j = 0; j < d; j++) out[j] = x[j] * r * w[j];
+}
+
 void rmsnorm_forward(real *out, real *rstd, const real *x, const real *w, int N, int d, real eps) {
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        const real *xn = x + (size_t)n * d;
-        real r = 1 / sqrt(inner_product(xn, xn, d) / d + eps);
-        rstd[n] = r;
-        for (int j = 0; j < d; j++) out[(size_t)n * d + j] = xn[j] * r * w[j];
+    if ((size_t)N * d < PARALLEL_MIN_VALUES) {
+        for (int n = 0; n < N; n++) rmsnorm_row(out + (size_t)n * d, rstd + n, x + (size_t)n * d, w, d, eps);
+        return;
     }
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) rmsnorm_row(out + (size_t)n * d, rstd + n, x + (size_t)n * d, w, d, eps);
 }
 
 // Given dout, dx (N, d) += the gradient (or = it, when accumulate_dx is 0) and dw += its own.
@@ -660,21 +671,28 @@ void rmsnorm_backward(real *dx, real *dw, const real *dout, const real *x, const
 //   x'[i]      = x[i] cos - x[i+half] sin
 //   x'[i+half] = x[i+half] cos + x[i] sin
 // The backward is the inverse rotation (the transpose of a rotation): apply with sign = -1.
-void rope_apply(real *x, const real *cosines, const real *sines, int B, int S, int d, int H, int sign) {
-    int hd = d / H, half = hd / 2;
-    #pragma omp parallel for
-    for (int n = 0; n < B * S; n++) {
-        int pos = n % S;
-        const real *c = cosines + (size_t)pos * half, *s = sines + (size_t)pos * half;
-        for (int h = 0; h < H; h++) {
-            real *v = x + (size_t)n * d + h * hd;
-            for (int i = 0; i < half; i++) {
-                real a = v[i], b = v[i + half], sn = sign * s[i];
-                v[i] = a * c[i] - b * sn;
-                v[i + half] = b * c[i] + a * sn;
-            }
+static void rope_row(real *x, const real *c, const real *s, int H, int hd, int sign) {
+    int half = hd / 2;
+    for (int h = 0; h < H; h++) {
+        real *v = x + h * hd;
+        for (int i = 0; i < half; i++) {
+            real a = v[i], b = v[i + half], sn = sign * s[i];
+            v[i] = a * c[i] - b * sn;
+            v[i + half] = b * c[i] + a * sn;
         }
     }
+}
+
+void rope_apply(real *x, const real *cosines, const real *sines, int B, int S, int d, int H, int sign) {
+    int hd = d / H, half = hd / 2;
+    if ((size_t)B * S * d < PARALLEL_MIN_VALUES) {
+        for (int n = 0; n < B * S; n++)
+            rope_row(x + (size_t)n * d, cosines + (size_t)(n % S) * half, sines + (size_t)(n % S) * half, H, hd, sign);
+        return;
+    }
+    #pragma omp parallel for
+    for (int n = 0; n < B * S; n++)   // row n is position n % S of its sequence
+        rope_row(x + (size_t)n * d, cosines + (size_t)(n % S) * half, sines + (size_t)(n % S) * half, H, hd, sign);
 }
 
 // Causal self-attention for one (batch, head) pair. q, k, v, y are (S, hd) slices with row
@@ -773,9 +791,15 @@ void attention_backward(real *dq, real *dk, real *dv, real *scratch, const real 
 }
 
 // SwiGLU activation: act = silu(gate) * up, silu(g) = g * sigmoid(g)        all (N, F)
+static inline real swiglu(real g, real u) { return g / (1 + fast_exp(-g)) * u; }
+
 void swiglu_forward(real *act, const real *gate, const real *up, size_t n) {
+    if (n < PARALLEL_MIN_VALUES) {
+        for (size_t i = 0; i < n; i++) act[i] = swiglu(gate[i], up[i]);
+        return;
+    }
     #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) act[i] = gate[i] / (1 + fast_exp(-gate[i])) * up[i];
+    for (size_t i = 0; i < n; i++) act[i] = swiglu(gate[i], up[i]);
 }
 
 // d silu(g)/dg = s + g s (1 - s) with s = sigmoid(g), so
@@ -802,6 +826,10 @@ void embedding_backward(real *dembed, const real *dout, const int *tokens, int N
 
 // Residual add with a fresh output: out = a + b  (n elements)
 void residual_forward(real *out, const real *a, const real *b, size_t n) {
+    if (n < PARALLEL_MIN_VALUES) {
+        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+        return;
+    }
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
@@ -848,13 +876,19 @@ void lm_head_forward(real *ce, real *dh, real *dhead, real *logits, const real *
 }
 
 // Exit gate logit, one scalar per token: z (N) = h (N, d) . w (d) + b.
+static real exit_gate_row(const real *h, const real *w, real b, int d) {
+    real s = b;
+    for (int j = 0; j < d; j++) s += h[j] * w[j];
+    return s;
+}
+
 void exit_gate_forward(real *z, const real *h, const real *w, const real *b, int N, int d) {
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        real s = b[0];
-        for (int j = 0; j < d; j++) s += h[(size_t)n * d + j] * w[j];
-        z[n] = s;
+    if ((size_t)N * d < PARALLEL_MIN_VALUES) {
+        for (int n = 0; n < N; n++) z[n] = exit_gate_row(h + (size_t)n * d, w, b[0], d);
+        return;
     }
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) z[n] = exit_gate_row(h + (size_t)n * d, w, b[0], d);
 }
 
 // Given dz (N): dh += dz w (when dh is given), dw += sum_n dz h, db += sum_n dz.

@@ -119,17 +119,23 @@ static inline void block_dot(float out[ROW_BLOCK], const float *restrict block, 
     for (int r = 0; r < ROW_BLOCK; r++) out[r] = (acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]);
 }
 
+// Rows 8b..8b+7 of W @ x (fewer in the last block).
+static void packed_block(float *out, const float *packed, const float *x, int rows, int cols, int b) {
+    float y[ROW_BLOCK];
+    block_dot(y, packed + (size_t)b * cols * ROW_BLOCK, x, cols);
+    for (int r = 0; r < ROW_BLOCK && b * ROW_BLOCK + r < rows; r++) out[b * ROW_BLOCK + r] = y[r];
+}
+
 // out (rows) = W @ x (cols), W repacked by repack_rows; split over threads by blocks of 8 rows
-// when the product is big enough to pay for the thread team.
+// when the product is big enough to pay for the thread team. Otherwise no parallel region is
+// entered at all: even a one-thread region costs ~0.4 us, and a token makes dozens of products.
 void matvec_packed(float *out, const float *packed, const float *x, int rows, int cols, int threads) {
     int blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
-    int parallel = threads > 1 && !in_parallel() && (long)rows * cols >= MATVEC_PARALLEL_MIN;
-    (void)parallel;  // read only by the pragma (ignored without OpenMP)
-    #pragma omp parallel for num_threads(threads) if (parallel)
-    for (int b = 0; b < blocks; b++) {
-        float y[ROW_BLOCK];
-        block_dot(y, packed + (size_t)b * cols * ROW_BLOCK, x, cols);
-        for (int r = 0; r < ROW_BLOCK && b * ROW_BLOCK + r < rows; r++) out[b * ROW_BLOCK + r] = y[r];
+    if (threads > 1 && !in_parallel() && (long)rows * cols >= MATVEC_PARALLEL_MIN) {
+        #pragma omp parallel for num_threads(threads)
+        for (int b = 0; b < blocks; b++) packed_block(out, packed, x, rows, cols, b);
+    } else {
+        for (int b = 0; b < blocks; b++) packed_block(out, packed, x, rows, cols, b);
     }
 }
 
@@ -486,27 +492,33 @@ void kv_finish(RunState *s, int pos, int n) {
 // Per head:  scores_j = q . k_j / sqrt(hd),  P = softmax over j,  att = sum_j P_j v_j
 // (the operations of attention_head_forward, for one row). Positions < split come
 // from the per-step cache of step t, the later ones from the shared cache.
-void attention_decode(RunState *s, int t, int l, int pos, int H) {
+static void attention_decode_head(RunState *s, int t, int l, int pos, int H, int h) {
     int d = s->d, hd = d / H, n_step = pos < s->split ? pos + 1 : s->split;
     const float *k_step = s->key_cache + step_row(s, t, l, 0), *v_step = s->value_cache + step_row(s, t, l, 0);
     const float *k_shared = pos >= s->split ? s->key_shared + shared_row(s, l, s->split) : NULL;
     const float *v_shared = pos >= s->split ? s->value_shared + shared_row(s, l, s->split) : NULL;
     float scale = 1 / sqrt((float)hd);
-    #pragma omp parallel for num_threads(s->threads) if (s->threads > 1 && !in_parallel() && (long)(pos + 1) * d >= MATVEC_PARALLEL_MIN)
-    for (int h = 0; h < H; h++) {
-        const float *q = s->q + h * hd;
-        float *p = s->scores + (size_t)h * s->seq_cap, *y = s->att + h * hd;
-        // the keys of this head are rows of the caches (row stride d): two matrix-vector products
-        matvec_rows(p, k_step + h * hd, d, q, n_step, hd);
-        if (pos >= n_step) matvec_rows(p + n_step, k_shared + h * hd, d, q, pos + 1 - n_step, hd);
-        float mx = scale * max_value(p, pos + 1);
-        float inv = 1 / softmax_exp(p, pos + 1, scale, mx);  // ouro.c's softmax exponentials
-        for (int i = 0; i < hd; i++) y[i] = 0;
-        for (int j = 0; j <= pos; j++) {
-            const float *v = (j < n_step ? v_step + (size_t)j * d : v_shared + (size_t)(j - n_step) * d) + h * hd;
-            float pj = p[j] * inv;
-            for (int i = 0; i < hd; i++) y[i] += pj * v[i];
-        }
+    const float *q = s->q + h * hd;
+    float *p = s->scores + (size_t)h * s->seq_cap, *y = s->att + h * hd;
+    // the keys of this head are rows of the caches (row stride d): two matrix-vector products
+    matvec_rows(p, k_step + h * hd, d, q, n_step, hd);
+    if (pos >= n_step) matvec_rows(p + n_step, k_shared + h * hd, d, q, pos + 1 - n_step, hd);
+    float mx = scale * max_value(p, pos + 1);
+    float inv = 1 / softmax_exp(p, pos + 1, scale, mx);  // ouro.c's softmax exponentials
+    for (int i = 0; i < hd; i++) y[i] = 0;
+    for (int j = 0; j <= pos; j++) {
+        const float *v = (j < n_step ? v_step + (size_t)j * d : v_shared + (size_t)(j - n_step) * d) + h * hd;
+        float pj = p[j] * inv;
+        for (int i = 0; i < hd; i++) y[i] += pj * v[i];
+    }
+}
+
+void attention_decode(RunState *s, int t, int l, int pos, int H) {
+    if (s->threads > 1 && !in_parallel() && (long)(pos + 1) * s->d >= MATVEC_PARALLEL_MIN) {
+        #pragma omp parallel for num_threads(s->threads)
+        for (int h = 0; h < H; h++) attention_decode_head(s, t, l, pos, H, h);
+    } else {  // no parallel region at all (see matvec_packed)
+        for (int h = 0; h < H; h++) attention_decode_head(s, t, l, pos, H, h);
     }
 }
 
