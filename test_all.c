@@ -57,20 +57,28 @@ static Config tiny_config(int tied) {
     return c;
 }
 
+// Standard deviations of scrambled parameters: matrices and the gate's w and b ~ N(0, sd^2),
+// norm weights ~ N(1, norm^2).
+typedef struct { double matrix, exit_w, exit_b, norm; } Scramble;
+
 // Moves every parameter away from its special initial value (norm weights 1, gate 0, small
 // matrices), so that no gradient path is zero by symmetry: with exit_w = 0 the gate's path into
 // h would contribute nothing and could not be checked.
-static void scramble_params(Ouro *m, uint64_t seed) {
+static void scramble_params_by(Ouro *m, uint64_t seed, Scramble sd) {
     Rng rng;
     rng_seed(&rng, seed);
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         real *w = param_tensor(m->params_memory, m->param_sizes, i);
         for (size_t j = 0; j < m->param_sizes[i]; j++) {
             double r = rng_normal(&rng);
-            w[j] = (real)(param_is_matrix[i] ? 0.4 * r : i == P_EXIT_W ? 0.8 * r : i == P_EXIT_B ? 0.5 * r : 1 + 0.3 * r);
+            w[j] = (real)(param_is_matrix[i] ? sd.matrix * r : i == P_EXIT_W ? sd.exit_w * r
+                          : i == P_EXIT_B ? sd.exit_b * r : 1 + sd.norm * r);
         }
     }
 }
+
+// The scales of the gradient checks.
+static void scramble_params(Ouro *m, uint64_t seed) { scramble_params_by(m, seed, (Scramble){0.4, 0.8, 0.5, 0.3}); }
 
 static void random_tokens(int *x, size_t n, int V, Rng *rng) {
     for (size_t i = 0; i < n; i++) x[i] = (int)rng_below(rng, (uint64_t)V);

@@ -22,20 +22,6 @@ static const char run_test_text[] =
     "Her dog barked and jumped, and the ball fell down. Lily was happy. She said thank you to her dog, "
     "and they played with the ball all day. The sun was warm and the sky was blue.";
 
-// Moves every weight away from its initial value so that every path matters (as test_all.c
-// does for the gradient check): norm weights around 1, gate weights that give varied exits.
-static void run_test_scramble(Ouro *m, uint64_t seed) {
-    Rng rng;
-    rng_seed(&rng, seed);
-    for (int i = 0; i < N_PARAM_TENSORS; i++) {
-        real *w = param_tensor(m->params_memory, m->param_sizes, i);
-        for (size_t j = 0; j < m->param_sizes[i]; j++) {
-            double r = rng_normal(&rng);
-            w[j] = (real)(param_is_matrix[i] ? 0.3 * r : i == P_EXIT_W ? 0.5 * r : i == P_EXIT_B ? 0.3 * r : 1 + 0.2 * r);
-        }
-    }
-}
-
 // Trains a tokenizer on the built-in text and returns its file bytes (free them) and vocab size.
 static char *run_test_tokenizer_bytes(size_t *len, int *vocab_size) {
     const char *path = "/tmp/ouro_test_run_tok.bin";
@@ -60,7 +46,9 @@ static int run_test_model(Ouro *net, const char *path, int tied, int extra_vocab
                   .tied = tied, .rope_theta = 10000.0f, .norm_eps = 1e-6f};
     int ok = check(ouro_init(net, &cfg, seed) == 0, "test model init: %s", ouro_error);
     if (ok) {
-        run_test_scramble(net, seed + 1);
+        // every weight away from its initial value (test_all.c's scramble_params_by), somewhat
+        // smaller than for the gradient check: gate weights that give varied exits
+        scramble_params_by(net, seed + 1, (Scramble){0.3, 0.5, 0.3, 0.2});
         ok = check(ouro_export(net, path, tok, tok_len) == 0, "test model export: %s", ouro_error);
     }
     free(tok);
@@ -70,7 +58,7 @@ static int run_test_model(Ouro *net, const char *path, int tied, int extra_vocab
 static void run_test_tokens(int *x, int n, int V, uint64_t seed) {
     Rng rng;
     rng_seed(&rng, seed);
-    for (int i = 0; i < n; i++) x[i] = (int)rng_below(&rng, (uint64_t)V);
+    random_tokens(x, (size_t)n, V, &rng);  // test_all.c's
 }
 
 // logits (n_steps, S, V) of ouro.c's full-sequence forward: h_t @ head^T after every step.

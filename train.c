@@ -346,6 +346,17 @@ int table_eval_row(const Table *t, int stage, int last) {
     return found;
 }
 
+// x = 1..T and y = the columns prefix1..prefixT of one row (p1..pT, ce1..ceT): a quantity per
+// recurrent step, from one evaluation.
+void table_row_by_step(const Table *t, int row, const char *prefix, int T, double *x, double *y) {
+    for (int s = 0; s < T; s++) {
+        char col[16];
+        snprintf(col, sizeof col, "%s%d", prefix, s + 1);
+        x[s] = s + 1;
+        y[s] = t->values[(size_t)row * t->n_cols + table_col(t, col)];
+    }
+}
+
 // Writes loss.svg, ce_by_step.svg, exit_distribution.svg and qexit_tradeoff.svg into dir.
 int write_plots(const char *log_path, const char *dir) {
     Table t;
@@ -387,12 +398,7 @@ int write_plots(const char *log_path, const char *dir) {
     int last = table_eval_row(&t, 0, 1);
     p = (Plot){.title = "Exit distribution p(t), last evaluation", .xlabel = "recurrent step t", .ylabel = "mean p(t)", .bars = 1};
     if (last >= 0) {
-        for (int s = 0; s < T; s++) {
-            char col[16];
-            snprintf(col, sizeof col, "p%d", s + 1);
-            xs[s] = s + 1;
-            ys[s] = t.values[(size_t)last * t.n_cols + table_col(&t, col)];
-        }
+        table_row_by_step(&t, last, "p", T, xs, ys);
         plot_add(&p, "p(t)", xs, ys, T, 0, 0);
     }
     snprintf(path, sizeof path, "%s/exit_distribution.svg", dir);
@@ -417,12 +423,7 @@ int write_plots(const char *log_path, const char *dir) {
     }
     int ref = rows[1] >= 0 ? rows[1] : rows[0];
     if (ref >= 0) {
-        for (int s = 0; s < T; s++) {
-            char col[16];
-            snprintf(col, sizeof col, "ce%d", s + 1);
-            xs[s] = s + 1;
-            ys[s] = t.values[(size_t)ref * t.n_cols + table_col(&t, col)];
-        }
+        table_row_by_step(&t, ref, "ce", T, xs, ys);
         plot_add(&p, "static depth 1..T", xs, ys, T, 1, 1);
     }
     snprintf(path, sizeof path, "%s/qexit_tradeoff.svg", dir);
