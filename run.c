@@ -60,6 +60,7 @@
 #include "tinystories/data.c"
 #include <fcntl.h>
 #include <limits.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,7 +88,22 @@
 
 #define ROW_BLOCK 8
 #define LANES 8
-#define MATVEC_PARALLEL_MIN (1 << 20)  // multiply-adds below which one thread is faster
+
+// Multiply-adds from which a product is split over the threads. That pays when the product
+// takes longer than starting the team. OpenMP threads spin for a while between parallel
+// regions by default and start in about a microsecond: from 8K multiply-adds up (a 128 x 64
+// product) two threads win. With OMP_WAIT_POLICY=passive (advised on a busy machine) they
+// sleep, and waking them takes tens of microseconds: only from 1M up. Measured on 2 cores,
+// d = 256 model: spinning, 2 threads decode 1.3-1.7x faster than 1 with the low bound; sleeping,
+// the low bound made them 2x slower than 1 thread (and 6x for d = 128).
+long parallel_min(void) {
+    static long min;   // set once, by the first call (runstate_init, outside parallel regions)
+    if (!min) {
+        const char *policy = getenv("OMP_WAIT_POLICY");
+        min = policy && !strcasecmp(policy, "passive") ? 1L << 20 : 8L << 10;
+    }
+    return min;
+}
 
 // packed (round_up(rows, 8) * cols) = w (rows, cols) in blocks of 8 rows, column-major inside a
 // block; rows past the end are zeros.
@@ -131,7 +147,7 @@ static void packed_block(float *out, const float *packed, const float *x, int ro
 // entered at all: even a one-thread region costs ~0.4 us, and a token makes dozens of products.
 void matvec_packed(float *out, const float *packed, const float *x, int rows, int cols, int threads) {
     int blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
-    if (threads > 1 && !in_parallel() && (long)rows * cols >= MATVEC_PARALLEL_MIN) {
+    if (threads > 1 && !in_parallel() && (long)rows * cols >= parallel_min()) {
         #pragma omp parallel for num_threads(threads)
         for (int b = 0; b < blocks; b++) packed_block(out, packed, x, rows, cols, b);
     } else {
@@ -404,6 +420,7 @@ int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n
     s->d = c->d;
     s->seq_cap = c->max_seq_len;
     s->threads = max_threads();
+    parallel_min();   // reads OMP_WAIT_POLICY now, on one thread
     s->split = kv == KV_FULL ? c->max_seq_len : n_prefill;
     size_t d = c->d, step_rows, shared_rows = (size_t)c->L * (c->max_seq_len - s->split), n;
     if (size_mul((size_t)n_steps * c->L, (size_t)s->split, &step_rows) || size_mul(step_rows + shared_rows, d, &n) ||
@@ -514,7 +531,7 @@ static void attention_decode_head(RunState *s, int t, int l, int pos, int H, int
 }
 
 void attention_decode(RunState *s, int t, int l, int pos, int H) {
-    if (s->threads > 1 && !in_parallel() && (long)(pos + 1) * s->d >= MATVEC_PARALLEL_MIN) {
+    if (s->threads > 1 && !in_parallel() && (long)(pos + 1) * s->d >= parallel_min()) {
         #pragma omp parallel for num_threads(s->threads)
         for (int h = 0; h < H; h++) attention_decode_head(s, t, l, pos, H, h);
     } else {  // no parallel region at all (see matvec_packed)

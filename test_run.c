@@ -473,7 +473,7 @@ static void test_run_threads(void) {
     eval_pass(&m, tokens, (size_t)n, &ep, &r2);
     check(r1.ce == r2.ce && r1.layer_steps == r2.layer_steps, "eval with 1 vs 2 threads: CE %.17g vs %.17g, layer-steps %lld vs %lld",
           r1.ce, r2.ce, r1.layer_steps, r2.layer_steps);
-    int rows = 1100, cols = 1000;  // above MATVEC_PARALLEL_MIN, so 2 threads split the rows
+    int rows = 1100, cols = 1000;  // above parallel_min() with either wait policy: 2 threads split the rows
     float *w = xmalloc((size_t)rows * cols * sizeof(float)), *v = xmalloc(cols * sizeof(float));
     float *packed = xmalloc(repacked_size(rows, cols) * sizeof(float));
     float *o1 = xmalloc(rows * sizeof(float)), *o2 = xmalloc(rows * sizeof(float));
