@@ -359,6 +359,73 @@ static void test_checkpoint(void) {
 }
 
 // ----------------------------------------------------------------------------
+// matmul against the definition
+
+// C = op(A) op(B) (+ C) by its definition, summed in double.
+static void matmul_reference(double *C, const real *A, int lda, int transA, const real *B, int ldb,
+                             int transB, int M, int N, int K) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double sum = 0;
+            for (int k = 0; k < K; k++)
+                sum += (double)(transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
+                       (transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+            C[(size_t)i * N + j] += sum;
+        }
+}
+
+// Every (transA, transB, accumulate) case on shapes that cross each blocking boundary: partial
+// MR x NR tiles, K past one KC group and past one packed depth, several A blocks, a B panel
+// split in two, and N <= 4 NR, where op(A) is read in place (with and without a partial last
+// sliver). Leading dimensions are wider than the matrices. 1 and 2 threads must agree bitwise.
+static void test_matmul(void) {
+    static const int shapes[][3] = {   // M, N, K
+        {1, 1, 1}, {5, 17, 3}, {6, 16, 256}, {7, 33, 257}, {13, 64, 31}, {64, 32, 200},
+        {60, 65, 9}, {300, 40, 300}, {100, 130, 800}, {7, 4100, 257},
+    };
+    Rng rng;
+    rng_seed(&rng, 21);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], pad = 3;
+        for (int transA = 0; transA < 2; transA++)
+            for (int transB = 0; transB < 2; transB++)
+                for (int acc = 0; acc < 2; acc++) {
+                    int lda = (transA ? M : K) + pad, ldb = (transB ? K : N) + pad, ldc = N + pad;
+                    size_t na = (size_t)(transA ? K : M) * lda, nb = (size_t)(transB ? N : K) * ldb, nc = (size_t)M * ldc;
+                    real *A = xmalloc(na * sizeof(real)), *B = xmalloc(nb * sizeof(real));
+                    real *C[2] = {xmalloc(nc * sizeof(real)), xmalloc(nc * sizeof(real))}, *C0 = xmalloc(nc * sizeof(real));
+                    double *want = xmalloc((size_t)M * N * sizeof(double));
+                    for (size_t i = 0; i < na; i++) A[i] = (real)(2 * rng_uniform(&rng) - 1);
+                    for (size_t i = 0; i < nb; i++) B[i] = (real)(2 * rng_uniform(&rng) - 1);
+                    for (size_t i = 0; i < nc; i++) C0[i] = C[0][i] = C[1][i] = (real)(2 * rng_uniform(&rng) - 1);
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++) want[(size_t)i * N + j] = acc ? C[0][(size_t)i * ldc + j] : 0;
+                    matmul_reference(want, A, lda, transA, B, ldb, transB, M, N, K);
+                    for (int t = 0; t < 2; t++) {
+                        set_threads(t + 1);
+                        matmul(C[t], ldc, A, lda, transA, B, ldb, transB, M, N, K, acc);
+                    }
+                    set_threads(max_threads());
+                    double worst = 0, bound = (sizeof(real) == 4 ? 1e-6 : 1e-14) * K;
+                    int padding_kept = 1;
+                    for (int i = 0; i < M; i++) {
+                        for (int j = 0; j < N; j++) {
+                            double err = fabs(C[0][(size_t)i * ldc + j] - want[(size_t)i * N + j]);
+                            if (err > worst) worst = err;
+                        }
+                        for (int j = N; j < ldc; j++) padding_kept &= C[0][(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
+                    }
+                    check(worst <= bound && padding_kept,
+                          "matmul %dx%dx%d transA %d transB %d accumulate %d: error %.3g (bound %.3g)%s",
+                          M, N, K, transA, transB, acc, worst, bound, padding_kept ? "" : ", wrote past N");
+                    check(memcmp(C[0], C[1], nc * sizeof(real)) == 0,
+                          "matmul %dx%dx%d transA %d transB %d: 1 and 2 threads differ", M, N, K, transA, transB);
+                    free(A); free(B); free(C[0]); free(C[1]); free(C0); free(want);
+                }
+    }
+}
+
+// ----------------------------------------------------------------------------
 // determinism across thread counts
 
 static void test_threads(void) {
@@ -644,6 +711,7 @@ static void test_plots(void) {
 
 int main(void) {
     int threads = max_threads();
+    test_matmul();
     test_gradients();
     test_exit_distribution();
     test_entropy_term();
