@@ -346,6 +346,9 @@ void ouro_zero_grad(Ouro *m) {
 // Each block is first packed: copied into the exact order the micro-kernel reads it
 // (contiguous, 64-byte aligned, zero-padded to whole slivers). Packing absorbs the transposes,
 // so one micro-kernel serves all four (transA, transB) cases, and edge tiles are ordinary tiles.
+// One exception: when N <= 4 NR (attention's P v, dS k, P^T dy, dS^T q, with N the head dim),
+// each value of A feeds so few FLOPs that packing it costs as much as using it, and the
+// micro-kernel reads op(A) where it lies, through its strides.
 //
 // Threads share the packed panel of B and split the rows of C into blocks; they never split K.
 // With several threads there are two B panels, used in turn: a thread that finishes its blocks
