@@ -97,7 +97,7 @@
 // d = 256 model: spinning, 2 threads decode 1.3-1.7x faster than 1 with the low bound; sleeping,
 // the low bound made them 2x slower than 1 thread (and 6x for d = 128).
 long parallel_min(void) {
-    static long min;   // set once, by the first call (runstate_init, outside parallel regions)
+    static long min;   // set once, by the first call (model_load's, before any parallel region)
     if (!min) {
         const char *policy = getenv("OMP_WAIT_POLICY");
         min = policy && !strcasecmp(policy, "passive") ? 1L << 20 : 8L << 10;
@@ -256,6 +256,7 @@ int decode_weights_build(Model *m) {
 // (same checks as tokenizer_load) and that its vocabulary is the model's. Returns 0 or -1.
 int model_load(Model *m, const char *path) {
     memset(m, 0, sizeof *m);
+    parallel_min();   // reads OMP_WAIT_POLICY now, on one thread (eval's RunStates are made in parallel)
     long long size = file_size(path);
     if (size < 0) return -1;
     if ((size_t)size < sizeof(ExportHeader))
@@ -420,7 +421,6 @@ int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n
     s->d = c->d;
     s->seq_cap = c->max_seq_len;
     s->threads = max_threads();
-    parallel_min();   // reads OMP_WAIT_POLICY now, on one thread
     s->split = kv == KV_FULL ? c->max_seq_len : n_prefill;
     size_t d = c->d, step_rows, shared_rows = (size_t)c->L * (c->max_seq_len - s->split), n;
     if (size_mul((size_t)n_steps * c->L, (size_t)s->split, &step_rows) || size_mul(step_rows + shared_rows, d, &n) ||

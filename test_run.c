@@ -55,6 +55,21 @@ static int run_test_model(Ouro *net, const char *path, int tied, int extra_vocab
     return ok;
 }
 
+// The test model exported to path and loaded back by run.c: the fixture of most tests below.
+// Returns 0 (with a failed check, and nothing left allocated) when either step fails.
+static int run_test_open(Ouro *net, Model *m, const char *path, int tied, uint64_t seed) {
+    if (!run_test_model(net, path, tied, 0, seed)) return 0;
+    if (check(model_load(m, path) == 0, "loading a valid export: %s", ouro_error)) return 1;
+    ouro_free(net);
+    return 0;
+}
+
+static void run_test_close(Ouro *net, Model *m, const char *path) {
+    model_free(m);
+    ouro_free(net);
+    remove(path);
+}
+
 static void run_test_tokens(int *x, int n, int V, uint64_t seed) {
     Rng rng;
     rng_seed(&rng, seed);
@@ -86,9 +101,8 @@ static double run_test_row_error(const float *a, const float *b, int V) {
 static void test_run_decode_matches_forward(void) {
     const char *path = "/tmp/ouro_test_run_model.bin";
     Ouro net;
-    if (!run_test_model(&net, path, 0, 0, 11)) return;
     Model m;
-    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    if (!run_test_open(&net, &m, path, 0, 11)) return;
     const Config *c = &m.cfg;
     int S = c->max_seq_len, T = c->T, V = c->V, x[64];
     run_test_tokens(x, S, V, 5);
@@ -119,9 +133,7 @@ static void test_run_decode_matches_forward(void) {
         runstate_free(&s);
     }
     free(ref);
-    model_free(&m);
-    ouro_free(&net);
-    remove(path);
+    run_test_close(&net, &m, path);
 }
 
 // Decodes x[0..S) with the policy and strategy from position 0; copies every position's exit-step
@@ -147,9 +159,8 @@ static long long run_test_decode_all(Model *m, const ExitPolicy *pol, KvStrategy
 static void test_run_exit_policies(void) {
     const char *path = "/tmp/ouro_test_run_model.bin";
     Ouro net;
-    if (!run_test_model(&net, path, 1, 0, 21)) return;  // tied head this time
     Model m;
-    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    if (!run_test_open(&net, &m, path, 1, 21)) return;  // tied head this time
     const Config *c = &m.cfg;
     int S = c->max_seq_len, T = c->T, V = c->V, L = c->L, x[64], exits[64], exits2[64];
     run_test_tokens(x, S, V, 9);
@@ -212,9 +223,7 @@ static void test_run_exit_policies(void) {
     free(a);
     free(b);
     free(ref);
-    model_free(&m);
-    ouro_free(&net);
-    remove(path);
+    run_test_close(&net, &m, path);
 }
 
 // The KV strategies: identical at static depth 1 (only step 1 exists), different at depth T, and
@@ -222,9 +231,8 @@ static void test_run_exit_policies(void) {
 static void test_run_kv_strategies(void) {
     const char *path = "/tmp/ouro_test_run_model.bin";
     Ouro net;
-    if (!run_test_model(&net, path, 0, 0, 31)) return;
     Model m;
-    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    if (!run_test_open(&net, &m, path, 0, 31)) return;
     const Config *c = &m.cfg;
     int S = c->max_seq_len, T = c->T, V = c->V, L = c->L, d = c->d, x[64], exits[64];
     run_test_tokens(x, S, V, 13);
@@ -265,9 +273,7 @@ static void test_run_kv_strategies(void) {
     runstate_free(&full);
     free(base);
     free(other);
-    model_free(&m);
-    ouro_free(&net);
-    remove(path);
+    run_test_close(&net, &m, path);
 }
 
 // Evaluation: the static-depth CE of eval_pass (token by token, head read after every step) equals
@@ -275,9 +281,8 @@ static void test_run_kv_strategies(void) {
 static void test_run_eval(void) {
     const char *path = "/tmp/ouro_test_run_model.bin";
     Ouro net;
-    if (!run_test_model(&net, path, 0, 0, 41)) return;
     Model m;
-    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    if (!run_test_open(&net, &m, path, 0, 41)) return;
     const Config *c = &m.cfg;
     int S = c->max_seq_len, T = c->T, x[2 * 24 + 1];
     run_test_tokens(x, 2 * S + 1, c->V, 17);
@@ -299,18 +304,15 @@ static void test_run_eval(void) {
     eval_pass(&m, tokens, (size_t)2 * S + 1, &ep, &q1);
     check(fabs(q1.ce - r.ce_step[T - 1]) < 1e-12 && q1.depth == T, "eval Q-exit q=1: CE %.9g depth %g, static T: CE %.9g",
           q1.ce, q1.depth, r.ce_step[T - 1]);
-    model_free(&m);
-    ouro_free(&net);
-    remove(path);
+    run_test_close(&net, &m, path);
 }
 
 // Sampling: the same seed gives the same text; temperature 0 is greedy; top-p keeps the nucleus.
 static void test_run_sampling(void) {
     const char *path = "/tmp/ouro_test_run_model.bin";
     Ouro net;
-    if (!run_test_model(&net, path, 0, 0, 51)) return;
     Model m;
-    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    if (!run_test_open(&net, &m, path, 0, 51)) return;
     const Config *c = &net.cfg;  // the same as m.cfg, and it outlives m
     int prompt[3] = {TOKEN_EOT, 'O', 'n'}, out[3][20];
     ExitPolicy pol = {.kind = EXIT_Q, .q = 0.5};
@@ -458,9 +460,8 @@ static void test_run_loader_rejects(void) {
 static void test_run_threads(void) {
     const char *path = "/tmp/ouro_test_run_model.bin";
     Ouro net;
-    if (!run_test_model(&net, path, 0, 0, 81)) return;
     Model m;
-    if (!check(model_load(&m, path) == 0, "loading a valid export: %s", ouro_error)) { ouro_free(&net); return; }
+    if (!run_test_open(&net, &m, path, 0, 81)) return;
     int S = m.cfg.max_seq_len, n = 3 * S + 1, x[3 * 24 + 1];
     uint16_t tokens[3 * 24 + 1] = {0};
     run_test_tokens(x, n, m.cfg.V, 19);
@@ -511,9 +512,7 @@ static void test_run_threads(void) {
     free(packed);
     set_thread_count(saved);
     free(w); free(v); free(o1); free(o2);
-    model_free(&m);
-    ouro_free(&net);
-    remove(path);
+    run_test_close(&net, &m, path);
 }
 
 // The tests run on one thread, except test_run_threads: with more threads than free cores,
