@@ -6,7 +6,8 @@
 //   decoding   tokens/s of run.c's one-token path at full depth T and with Q-exit (and the
 //              average depth Q-exit ran), with GFLOP/s and % of peak
 //   memory     peak RSS of the process and ouro.c's activation bytes per training token
-// then the GFLOP/s of every matmul shape the two configs use (and of two larger reference shapes),
+// then the GFLOP/s of every matmul shape the two configs use, of their attention as a whole (and
+// of two larger reference shapes),
 // the FMA peak itself, the matmul micro-kernel alone, and decoding's bytes/s against a plain read.
 // Every time is the median of several runs (a peak is the best of several: it is a maximum).
 // The FMA peak is measured with 1 and with 2 threads; "%peak" divides by the peak of the same
@@ -326,35 +327,32 @@ static BenchResult bench_run(const BenchConfig *b, int threads) {
 // ----------------------------------------------------------------------------
 // matmul shapes
 //
-// Every product of a training step, with the arguments the model passes to matmul (C = op(A)
-// op(B), op = transpose when the flag is 1). N = B*S tokens; the LM head goes in chunks of
-// HEAD_ROWS tokens and attention in blocks of ATT_BLOCK queries (or keys), as ouro.c does; the
-// attention rows show the largest block of a head (the one that sees all S keys).
+// Every product of a training step outside attention, with the arguments the model passes to
+// matmul (C = op(A) op(B), op = transpose when the flag is 1). N = B*S tokens; the LM head goes
+// in chunks of HEAD_ROWS tokens, as ouro.c does. Attention's products (per head, on packed
+// operands, interleaved with the softmax) are timed as a whole: time_attention.
 
 typedef struct {
     const char *what;
-    int M, N, K, transA, transB, per_head;  // per_head: called inside attention's parallel loop
+    int M, N, K, transA, transB;
 } Shape;
 
 static int model_shapes(const BenchConfig *b, Shape *s) {
     const Config *c = &b->cfg;
-    int N = b->B * b->S, d = c->d, F = c->F, V = c->V, S = b->S, hd = d / c->H, n = 0;
-    int R = N < HEAD_ROWS ? N : HEAD_ROWS, Q = S < ATT_BLOCK ? S : ATT_BLOCK;
-    s[n++] = (Shape){"q,k,v,o forward  x w^T", N, d, d, 0, 1, 0};
-    s[n++] = (Shape){"q,k,v,o dX       dy w", N, d, d, 0, 0, 0};
-    s[n++] = (Shape){"q,k,v,o dW       dy^T x", d, d, N, 1, 0, 0};
-    s[n++] = (Shape){"gate,up forward  x w^T", N, F, d, 0, 1, 0};
-    s[n++] = (Shape){"gate,up dX       dy w", N, d, F, 0, 0, 0};
-    s[n++] = (Shape){"gate,up dW       dy^T x", F, d, N, 1, 0, 0};
-    s[n++] = (Shape){"down forward     x w^T", N, d, F, 0, 1, 0};
-    s[n++] = (Shape){"down dX          dy w", N, F, d, 0, 0, 0};
-    s[n++] = (Shape){"down dW          dy^T x", d, F, N, 1, 0, 0};
-    s[n++] = (Shape){"LM head forward  h w^T", R, V, d, 0, 1, 0};
-    s[n++] = (Shape){"LM head dX       dy w", R, d, V, 0, 0, 0};
-    s[n++] = (Shape){"LM head dW       dy^T h", V, d, R, 1, 0, 0};
-    s[n++] = (Shape){"attn q k^T, dy v^T", Q, S, hd, 0, 1, 1};
-    s[n++] = (Shape){"attn P v, ds k", Q, hd, S, 0, 0, 1};
-    s[n++] = (Shape){"attn dv, dk: P^T dy", Q, hd, S, 1, 0, 1};
+    int N = b->B * b->S, d = c->d, F = c->F, V = c->V, n = 0;
+    int R = N < HEAD_ROWS ? N : HEAD_ROWS;
+    s[n++] = (Shape){"q,k,v,o forward  x w^T", N, d, d, 0, 1};
+    s[n++] = (Shape){"q,k,v,o dX       dy w", N, d, d, 0, 0};
+    s[n++] = (Shape){"q,k,v,o dW       dy^T x", d, d, N, 1, 0};
+    s[n++] = (Shape){"gate,up forward  x w^T", N, F, d, 0, 1};
+    s[n++] = (Shape){"gate,up dX       dy w", N, d, F, 0, 0};
+    s[n++] = (Shape){"gate,up dW       dy^T x", F, d, N, 1, 0};
+    s[n++] = (Shape){"down forward     x w^T", N, d, F, 0, 1};
+    s[n++] = (Shape){"down dX          dy w", N, F, d, 0, 0};
+    s[n++] = (Shape){"down dW          dy^T x", d, F, N, 1, 0};
+    s[n++] = (Shape){"LM head forward  h w^T", R, V, d, 0, 1};
+    s[n++] = (Shape){"LM head dX       dy w", R, d, V, 0, 0};
+    s[n++] = (Shape){"LM head dW       dy^T h", V, d, R, 1, 0};
     return n;
 }
 
@@ -362,12 +360,12 @@ static int model_shapes(const BenchConfig *b, Shape *s) {
 // LM head, each as forward, dX and dW.
 static int reference_shapes(Shape *s) {
     int N = 4096, d = 256, n = 0;
-    s[n++] = (Shape){"d->3d forward    x w^T", N, 3 * d, d, 0, 1, 0};
-    s[n++] = (Shape){"d->3d dX         dy w", N, d, 3 * d, 0, 0, 0};
-    s[n++] = (Shape){"d->3d dW         dy^T x", 3 * d, d, N, 1, 0, 0};
-    s[n++] = (Shape){"V=4096 forward   h w^T", N, 4096, d, 0, 1, 0};
-    s[n++] = (Shape){"V=4096 dX        dy w", N, d, 4096, 0, 0, 0};
-    s[n++] = (Shape){"V=4096 dW        dy^T h", 4096, d, N, 1, 0, 0};
+    s[n++] = (Shape){"d->3d forward    x w^T", N, 3 * d, d, 0, 1};
+    s[n++] = (Shape){"d->3d dX         dy w", N, d, 3 * d, 0, 0};
+    s[n++] = (Shape){"d->3d dW         dy^T x", 3 * d, d, N, 1, 0};
+    s[n++] = (Shape){"V=4096 forward   h w^T", N, 4096, d, 0, 1};
+    s[n++] = (Shape){"V=4096 dX        dy w", N, d, 4096, 0, 0};
+    s[n++] = (Shape){"V=4096 dW        dy^T h", 4096, d, N, 1, 0};
     return n;
 }
 
@@ -392,6 +390,30 @@ static double time_shape(const Shape *sh, int threads) {
         if (r >= 0) gflops[r] = flops * calls / (now() - t0) * 1e-9;
     }
     free(A); free(B); free(C);
+    return median(gflops, 5);
+}
+
+// Median GFLOP/s of one layer's attention, forward and backward, over the config's B x H heads.
+// Useful FLOPs only, as in the step (the top comment): 3 x B*S * 2 * 2 * d * (S + 1) / 2.
+static double time_attention(const BenchConfig *b, int threads) {
+    int B = b->B, S = b->S, d = b->cfg.d, H = b->cfg.H;
+    size_t n = (size_t)B * S * d;
+    real *x = xmalloc(7 * n * sizeof(real)), *q = x, *k = q + n, *v = k + n, *y = v + n;
+    real *dq = y + n, *dk = dq + n, *dv = dk + n;
+    real *lse = xmalloc((size_t)B * H * S * sizeof(real));
+    real *scratch = xmalloc((size_t)threads * 2 * S * S * sizeof(real));
+    Rng rng;
+    rng_seed(&rng, 7);
+    for (size_t i = 0; i < 3 * n; i++) x[i] = (real)rng_normal(&rng);
+    set_threads(threads);
+    double flops = 3.0 * B * S * 2 * 2 * d * (S + 1) / 2.0, gflops[5];
+    for (int r = -1; r < 5; r++) {
+        double t0 = now();
+        attention_forward(y, lse, scratch, q, k, v, B, S, d, H, threads);
+        attention_backward(dq, dk, dv, scratch, y, q, k, v, lse, B, S, d, H, threads);  // dy = y
+        if (r >= 0) gflops[r] = flops / (now() - t0) * 1e-9;
+    }
+    free(x); free(lse); free(scratch);
     return median(gflops, 5);
 }
 
@@ -484,19 +506,28 @@ int main(void) {
             const Shape *sh = &shapes[k];
             double g1 = time_shape(sh, 1);
             printf("%-7s %-24s %5d %5d %5d | %7.1f %4.0f%%", name, sh->what, sh->M, sh->N, sh->K, g1, 100 * g1 / peak[1]);
-            if (max_thr > 1 && !sh->per_head) {
+            if (max_thr > 1) {
                 double g2 = time_shape(sh, 2);
                 printf(" | %7.1f %4.0f%%", g2, 100 * g2 / peak[2]);
-            } else if (max_thr > 1) {
-                printf(" | %13s", "(one thread)");
             }
             printf("\n");
             fflush(stdout);
         }
+        if (i < 2) {
+            const BenchConfig *b = &configs[i];
+            double g1 = time_attention(b, 1);
+            printf("%-7s attention fwd+bwd, %3d heads  S %3d hd %3d | %7.1f %4.0f%%", name, b->B * b->cfg.H,
+                   b->S, b->cfg.d / b->cfg.H, g1, 100 * g1 / peak[1]);
+            if (max_thr > 1) {
+                double g2 = time_attention(b, 2);
+                printf(" | %7.1f %4.0f%%", g2, 100 * g2 / peak[2]);
+            }
+            printf("\n");
+        }
     }
-    printf("  LM head: one chunk of %d tokens. attn: one block of %d queries (keys) of one (batch, head),\n"
-           "  run on one thread inside attention's parallel loop. ref: the shapes of issue 7 (4096 tokens,\n"
-           "  d 256: a d -> 3d projection and a 4096-token LM head in one piece)\n", HEAD_ROWS, ATT_BLOCK);
+    printf("  LM head: one chunk of %d tokens. attention: one layer, forward and backward, useful FLOPs\n"
+           "  (the causal half). ref: the shapes of issue 7 (4096 tokens, d 256: a d -> 3d projection and\n"
+           "  a 4096-token LM head in one piece)\n", HEAD_ROWS);
     printf("\nload average %.2f at the end (the machine is shared: a busy machine lowers every figure)\n", load_average());
     return 0;
 }

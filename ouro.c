@@ -346,9 +346,10 @@ void ouro_zero_grad(Ouro *m) {
 // Each block is first packed: copied into the exact order the micro-kernel reads it
 // (contiguous, 64-byte aligned, zero-padded to whole slivers). Packing absorbs the transposes,
 // so one micro-kernel serves all four (transA, transB) cases, and edge tiles are ordinary tiles.
-// One exception: when N <= 4 NR (attention's P v, dS k, P^T dy, dS^T q, with N the head dim),
-// each value of A feeds so few FLOPs that packing it costs as much as using it, and the
-// micro-kernel reads op(A) where it lies, through its strides.
+// One exception: when N <= 4 NR (narrow products, like a small model's projections), each value
+// of A feeds so few FLOPs that packing it costs as much as using it, and the micro-kernel reads
+// op(A) where it lies, through its strides. Attention uses the same two pieces, pack_block and
+// macro_kernel, directly (see attention_head_forward).
 //
 // Threads share the packed panel of B and split the rows of C into blocks; they never split K.
 // With several threads there are two B panels, used in turn: a thread that finishes its blocks
@@ -496,9 +497,9 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     int nc_max = min_int(round_up(N, NR), max_int(NR, B_PANEL / kp_max / NR * NR));
     // two panels of op(B) when threads share them: a thread may pack the next panel while the
     // other still multiplies with the current one, so one barrier per panel is enough
-    // op(A) is read in place, not packed, when few slivers of B will read it: N <= 4 NR, as in
-    // attention's products with the head dimension as N. Packing those took about as long as
-    // multiplying (each value feeds only 2 x N FLOPs); in place they run ~20% faster.
+    // op(A) is read in place, not packed, when few slivers of B will read it: N <= 4 NR. Packing
+    // it took about as long as multiplying (each value feeds only 2 x N FLOPs); in place, a
+    // 64 x 32 x 256 product runs ~20% faster.
     int a_in_place = N <= 4 * NR;
     size_t panel = (size_t)kp_max * nc_max;
     real *Bp = alloc_panel(threads > 1 ? 2 * panel : panel);
@@ -732,21 +733,62 @@ void rope_apply(real *x, const real *cosines, const real *sines, int B, int S, i
 // Only lse (the log-sum-exp of each row, (S)) is saved: backward rebuilds P from it, so memory
 // grows with S, not S^2.
 //
+// The products go straight to matmul's macro-kernel. With K = hd = 32 or so, each packed value
+// feeds only a few FLOPs, so packing is the cost to save: every operand that plays B is packed
+// once per head (k^T for q k^T, v for P v, ...) and used by all blocks; every A is read in place.
 // Causal blocks: half of the S x S square is masked, so it is not computed. The queries go in
 // blocks of ATT_BLOCK rows; the block of rows i0..i1-1 sees keys 0..i1-1, so its products are
 // (rows, i1) instead of (rows, S). Only the upper triangle of the diagonal block is computed and
-// then zeroed. With S = 256 and blocks of 64 rows, 62% of the square is computed (50% is the
-// causal half): smaller blocks waste less but make more, smaller matmul calls, which then spend
-// as long packing their operands as multiplying (K = hd is only 32 or so); 64 measured best.
-#define ATT_BLOCK 64
+// then zeroed: with S = 256 and blocks of 32 rows, 56% of the square is computed (50% is the
+// causal half). Smaller blocks waste less but run shorter loops; 32 measured best.
+#define ATT_BLOCK 48
 
-void attention_head_forward(real *y, real *lse, real *scores, const real *q, const real *k,
-                                   const real *v, int S, int d, int hd) {
+// Packed operands of one head: (S rounded up to NR) x hd for a transposed one (k^T, v^T: slivers
+// of NR keys, hd deep), (hd rounded up to NR) x S for a plain one (v, k, dy, q: slivers of NR of
+// the hd columns, S deep); and room for one A sliver (MR rows, as deep as the deepest product:
+// S for P v, hd for q k^T).
+static size_t head_panel_size(int S, int hd, int transposed) {
+    return transposed ? (size_t)round_up(S, NR) * hd : (size_t)round_up(hd, NR) * S;
+}
+
+static size_t head_scratch_size(int S, int hd, int n_transposed, int n_plain) {
+    return n_transposed * head_panel_size(S, hd, 1) + n_plain * head_panel_size(S, hd, 0) + (size_t)MR * max_int(S, hd);
+}
+
+// X (S, hd) with row stride d, packed as the B operand of a head's product: transposed = 1 for
+// op(B) = X^T (slivers of NR rows of X), 0 for op(B) = X (slivers of NR columns of X).
+static void pack_head(real *out, const real *X, int S, int d, int hd, int transposed) {
+    if (transposed) pack_block(out, X, d, 0, S, hd, NR);
+    else pack_block(out, X, d, 1, hd, S, NR);
+}
+
+// C (m, n) = op(A) (m, kp) · B (kp, n) for a block of a head. op(A) is read in place: its element
+// (i, k) is A[i * rs + k * ks]. Bp points at row 0 of the block's part of a packed panel whose
+// slivers are `sliver` values apart (so a product can start deeper than the panel: dy's rows
+// j0.. are Bp = panel + j0 * NR). a_edge takes A's last sliver when m is not a multiple of MR.
+static void head_product(real *C, int ldc, const real *A, size_t rs, size_t ks, const real *Bp,
+                         size_t sliver, int m, int n, int kp, real *a_edge) {
+    int full = m / MR * MR;
+    if (full < m)
+        for (int k = 0; k < kp; k++)
+            for (int r = 0; r < MR; r++)
+                a_edge[(size_t)k * MR + r] = full + r < m ? A[(full + r) * rs + k * ks] : 0;
+    for (int j = 0; j < n; j += NR)
+        macro_kernel(m, min_int(NR, n - j), kp, a_edge, A, rs, ks, Bp + (size_t)(j / NR) * sliver, C + j, ldc, 0);
+}
+
+// scratch holds head_scratch_size(S, hd, 1, 1) values.
+void attention_head_forward(real *y, real *lse, real *scores, real *scratch, const real *q,
+                            const real *k, const real *v, int S, int d, int hd) {
     real scale = 1 / sqrt((real)hd);
+    real *kT = scratch, *vB = kT + head_panel_size(S, hd, 1), *a_edge = vB + head_panel_size(S, hd, 0);
+    size_t sliver_kT = (size_t)NR * hd, sliver_vB = (size_t)NR * S;
+    pack_head(kT, k, S, d, hd, 1);
+    pack_head(vB, v, S, d, hd, 0);
     for (int i0 = 0; i0 < S; i0 += ATT_BLOCK) {
         int rows = min_int(ATT_BLOCK, S - i0), keys = i0 + rows;
         real *P = scores + (size_t)i0 * S;  // rows i0.., row stride S
-        matmul(P, S, q + (size_t)i0 * d, d, 0, k, d, 1, rows, keys, hd, 0);
+        head_product(P, S, q + (size_t)i0 * d, d, 1, kT, sliver_kT, rows, keys, hd, a_edge);
         for (int i = i0; i < i0 + rows; i++) {
             real *row = P + (size_t)(i - i0) * S;
             real mx = scale * max_value(row, i + 1);  // scale > 0
@@ -755,7 +797,7 @@ void attention_head_forward(real *y, real *lse, real *scores, const real *q, con
             for (int j = i + 1; j < keys; j++) row[j] = 0;
             lse[i] = mx + log(sum);
         }
-        matmul(y + (size_t)i0 * d, d, P, S, 0, v, d, 0, rows, hd, keys, 0);
+        head_product(y + (size_t)i0 * d, d, P, S, 1, vB, sliver_vB, rows, hd, keys, a_edge);
     }
 }
 
@@ -766,15 +808,25 @@ void attention_head_forward(real *y, real *lse, real *scores, const real *q, con
 //   scores = scale q k^T, so:  dq = scale ds k,  dk = scale ds^T q
 // P and ds are built by query blocks, as in the forward (with dq, which needs whole rows); then
 // dv and dk go by key blocks: keys j0..j1-1 are seen by the queries j0..S-1 only.
-void attention_head_backward(real *dq, real *dk, real *dv, real *P, real *dP, const real *dy,
-                                    const real *q, const real *k, const real *v, const real *lse,
-                                    int S, int d, int hd) {
+// scratch holds head_scratch_size(S, hd, 2, 3) values.
+void attention_head_backward(real *dq, real *dk, real *dv, real *P, real *dP, real *scratch,
+                             const real *dy, const real *q, const real *k, const real *v,
+                             const real *lse, int S, int d, int hd) {
     real scale = 1 / sqrt((real)hd);
+    size_t size_T = head_panel_size(S, hd, 1), size_B = head_panel_size(S, hd, 0);
+    real *kT = scratch, *vT = kT + size_T, *kB = vT + size_T, *dyB = kB + size_B, *qB = dyB + size_B;
+    real *a_edge = qB + size_B;
+    size_t sliver_T = (size_t)NR * hd, sliver_B = (size_t)NR * S;
+    pack_head(kT, k, S, d, hd, 1);
+    pack_head(vT, v, S, d, hd, 1);
+    pack_head(kB, k, S, d, hd, 0);
+    pack_head(dyB, dy, S, d, hd, 0);
+    pack_head(qB, q, S, d, hd, 0);
     for (int i0 = 0; i0 < S; i0 += ATT_BLOCK) {
         int rows = min_int(ATT_BLOCK, S - i0), keys = i0 + rows;
         real *Pb = P + (size_t)i0 * S, *dPb = dP + (size_t)i0 * S;
-        matmul(Pb, S, q + (size_t)i0 * d, d, 0, k, d, 1, rows, keys, hd, 0);
-        matmul(dPb, S, dy + (size_t)i0 * d, d, 0, v, d, 1, rows, keys, hd, 0);
+        head_product(Pb, S, q + (size_t)i0 * d, d, 1, kT, sliver_T, rows, keys, hd, a_edge);
+        head_product(dPb, S, dy + (size_t)i0 * d, d, 1, vT, sliver_T, rows, keys, hd, a_edge);
         for (int i = i0; i < i0 + rows; i++) {
             real *p = Pb + (size_t)(i - i0) * S, *dp = dPb + (size_t)(i - i0) * S;
             softmax_exp(p, i + 1, scale, lse[i]);
@@ -782,42 +834,56 @@ void attention_head_backward(real *dq, real *dk, real *dv, real *P, real *dP, co
             for (int j = 0; j <= i; j++) dp[j] = scale * p[j] * (dp[j] - dot);
             for (int j = i + 1; j < keys; j++) p[j] = dp[j] = 0;
         }
-        matmul(dq + (size_t)i0 * d, d, dPb, S, 0, k, d, 0, rows, hd, keys, 0);
+        head_product(dq + (size_t)i0 * d, d, dPb, S, 1, kB, sliver_B, rows, hd, keys, a_edge);
     }
-    for (int j0 = 0; j0 < S; j0 += ATT_BLOCK) {  // rows j0.. of P and ds reach column j0 + cols
+    // op(A) = P^T (or ds^T) restricted to keys j0.. and queries j0..: element (r, i) is
+    // P[(j0 + i) * S + j0 + r], i.e. in place with rs = 1, ks = S
+    for (int j0 = 0; j0 < S; j0 += ATT_BLOCK) {
         int cols = min_int(ATT_BLOCK, S - j0);
-        matmul(dv + (size_t)j0 * d, d, P + (size_t)j0 * S + j0, S, 1, dy + (size_t)j0 * d, d, 0, cols, hd, S - j0, 0);
-        matmul(dk + (size_t)j0 * d, d, dP + (size_t)j0 * S + j0, S, 1, q + (size_t)j0 * d, d, 0, cols, hd, S - j0, 0);
+        size_t at = (size_t)j0 * S + j0;
+        head_product(dv + (size_t)j0 * d, d, P + at, 1, S, dyB + (size_t)j0 * NR, sliver_B, cols, hd, S - j0, a_edge);
+        head_product(dk + (size_t)j0 * d, d, dP + at, 1, S, qB + (size_t)j0 * NR, sliver_B, cols, hd, S - j0, a_edge);
     }
 }
 
 // Multi-head causal attention over the batch: y (N, d) from q, k, v (N, d), lse (B, H, S).
-// Parallel over batch x head; scratch holds one (S, S) score matrix per thread.
+// Parallel over batch x head; scratch holds one (S, S) score matrix per thread, and each thread
+// has its own buffer for the packed operands of its head.
 void attention_forward(real *y, real *lse, real *scratch, const real *q, const real *k,
-                              const real *v, int B, int S, int d, int H, int n_threads) {
+                       const real *v, int B, int S, int d, int H, int n_threads) {
     int hd = d / H;
     (void)n_threads;  // read only by the pragma (ignored without OpenMP)
-    #pragma omp parallel for num_threads(n_threads)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H;
-        size_t off = (size_t)b * S * d + (size_t)h * hd;
-        attention_head_forward(y + off, lse + (size_t)bh * S, scratch + (size_t)thread_id() * 2 * S * S,
-                               q + off, k + off, v + off, S, d, hd);
+    #pragma omp parallel num_threads(n_threads)
+    {
+        real *packed = alloc_panel(head_scratch_size(S, hd, 1, 1));
+        #pragma omp for
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H;
+            size_t off = (size_t)b * S * d + (size_t)h * hd;
+            attention_head_forward(y + off, lse + (size_t)bh * S, scratch + (size_t)thread_id() * 2 * S * S,
+                                   packed, q + off, k + off, v + off, S, d, hd);
+        }
+        free(packed);
     }
 }
 
 void attention_backward(real *dq, real *dk, real *dv, real *scratch, const real *dy,
-                               const real *q, const real *k, const real *v, const real *lse,
-                               int B, int S, int d, int H, int n_threads) {
+                        const real *q, const real *k, const real *v, const real *lse,
+                        int B, int S, int d, int H, int n_threads) {
     int hd = d / H;
     (void)n_threads;  // read only by the pragma (ignored without OpenMP)
-    #pragma omp parallel for num_threads(n_threads)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H;
-        size_t off = (size_t)b * S * d + (size_t)h * hd;
-        real *P = scratch + (size_t)thread_id() * 2 * S * S, *dP = P + (size_t)S * S;
-        attention_head_backward(dq + off, dk + off, dv + off, P, dP, dy + off, q + off, k + off,
-                                v + off, lse + (size_t)bh * S, S, d, hd);
+    #pragma omp parallel num_threads(n_threads)
+    {
+        real *packed = alloc_panel(head_scratch_size(S, hd, 2, 3));
+        #pragma omp for
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H;
+            size_t off = (size_t)b * S * d + (size_t)h * hd;
+            real *P = scratch + (size_t)thread_id() * 2 * S * S, *dP = P + (size_t)S * S;
+            attention_head_backward(dq + off, dk + off, dv + off, P, dP, packed, dy + off, q + off,
+                                    k + off, v + off, lse + (size_t)bh * S, S, d, hd);
+        }
+        free(packed);
     }
 }
 
