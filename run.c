@@ -184,6 +184,25 @@ void matvec_rows(float *out, const float *w, size_t ld, const float *x, int rows
     for (; r < rows; r++) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, 1);
 }
 
+// y[0..width) += sum over j < rows of p[j] * v[j * ld + 0..width): width (4 LANES, LANES or 1)
+// is a constant at each call, so the sums stay in registers while j runs: four independent
+// 8-lane FMA chains for the widest.
+static inline void weighted_sum(float *restrict y, const float *restrict v, size_t ld,
+                                const float *restrict p, int rows, int width) {
+    float acc[4 * LANES] = {0};
+    for (int j = 0; j < rows; j++)
+        for (int u = 0; u < width; u++) acc[u] += p[j] * v[j * ld + u];
+    for (int u = 0; u < width; u++) y[u] += acc[u];
+}
+
+// y (cols) += p (rows) @ v (rows, cols; row stride ld): attention's weighted sum of values.
+void weighted_rows(float *y, const float *v, size_t ld, const float *p, int rows, int cols) {
+    int i = 0;
+    for (; i + 4 * LANES <= cols; i += 4 * LANES) weighted_sum(y + i, v + i, ld, p, rows, 4 * LANES);
+    for (; i + LANES <= cols; i += LANES) weighted_sum(y + i, v + i, ld, p, rows, LANES);
+    for (; i < cols; i++) weighted_sum(y + i, v + i, ld, p, rows, 1);
+}
+
 // ----------------------------------------------------------------------------
 // Model: the export file, memory-mapped
 
@@ -523,11 +542,9 @@ static void attention_decode_head(RunState *s, int t, int l, int pos, int H, int
     float mx = scale * max_value(p, pos + 1);
     float inv = 1 / softmax_exp(p, pos + 1, scale, mx);  // ouro.c's softmax exponentials
     for (int i = 0; i < hd; i++) y[i] = 0;
-    for (int j = 0; j <= pos; j++) {
-        const float *v = (j < n_step ? v_step + (size_t)j * d : v_shared + (size_t)(j - n_step) * d) + h * hd;
-        float pj = p[j] * inv;
-        for (int i = 0; i < hd; i++) y[i] += pj * v[i];
-    }
+    weighted_rows(y, v_step + h * hd, d, p, n_step, hd);
+    if (pos >= n_step) weighted_rows(y, v_shared + h * hd, d, p + n_step, pos + 1 - n_step, hd);
+    for (int i = 0; i < hd; i++) y[i] *= inv;
 }
 
 void attention_decode(RunState *s, int t, int l, int pos, int H) {

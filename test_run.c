@@ -486,10 +486,11 @@ static void test_run_threads(void) {
     matvec_packed(o1, packed, v, rows, cols, 1);
     matvec_packed(o2, packed, v, rows, cols, 2);
     check(memcmp(o1, o2, rows * sizeof(float)) == 0, "matvec_packed split over 2 threads differs from 1 thread");
-    // both products against a double-precision loop: whole blocks of 8 rows and a partial one,
-    // columns that are and are not a multiple of 4 and 8, a row stride wider than the rows
+    // the three products against a double-precision loop: whole blocks of 8 rows and a partial
+    // one, columns that are and are not a multiple of 4 and 8 (45 = 32 + 8 + 5: each of
+    // weighted_rows' widths), a row stride wider than the rows
     for (int shape = 0; shape < 4; shape++) {
-        int n_rows = (int[]){19, 8, 1, 13}[shape], n_cols = (int[]){37, 32, 5, 2}[shape], ld = n_cols + 3;
+        int n_rows = (int[]){19, 8, 1, 13}[shape], n_cols = (int[]){45, 32, 5, 2}[shape], ld = n_cols + 3;
         for (int kind = 0; kind < 2; kind++) {
             if (kind == 0) matvec_rows(o1, w, ld, v, n_rows, n_cols);
             else {  // a packed matrix of n_cols columns: repack exactly those
@@ -508,6 +509,16 @@ static void test_run_threads(void) {
             check(worst <= 1, "%s %d x %d: error %.2f x (1e-6 * sum |w x|)", kind ? "matvec_packed" : "matvec_rows",
                   n_rows, n_cols, worst);
         }
+        // y += v^T w: attention's weighted sum of value rows; y starts nonzero (it accumulates)
+        for (int c = 0; c < n_cols; c++) o1[c] = (float)c;
+        weighted_rows(o1, w, ld, v, n_rows, n_cols);
+        double worst = 0;
+        for (int c = 0; c < n_cols; c++) {
+            double ref = c, mag = fabs((double)c);
+            for (int r = 0; r < n_rows; r++) { ref += (double)v[r] * w[r * ld + c]; mag += fabs((double)v[r] * w[r * ld + c]); }
+            worst = fmax(worst, fabs(o1[c] - ref) / (1e-6 * mag + 1e-30));
+        }
+        check(worst <= 1, "weighted_rows %d x %d: error %.2f x (1e-6 * sum |v w|)", n_rows, n_cols, worst);
     }
     free(packed);
     set_thread_count(saved);
