@@ -208,9 +208,12 @@ void weighted_rows(float *y, const float *v, size_t ld, const float *p, int rows
 
 // The weight matrices again, in the order decoding reads them (see repack_rows below): one
 // allocation, each matrix (rows, cols) taking round_up(rows, 8) * cols floats, per layer.
+// Matrices that multiply the same vector are stacked into one: wq, wk, wv (their rows one after
+// the other) and mlp_gate, mlp_up. One product, one parallel region, instead of three or two.
 typedef struct {
-    float *wq, *wk, *wv, *wo;  // (L) x repacked (d, d)
-    float *mlp_gate, *mlp_up;  // (L) x repacked (F, d)
+    float *wqkv;               // (L) x repacked (3d, d): rows wq, then wk, then wv
+    float *wo;                 // (L) x repacked (d, d)
+    float *mlp_gate_up;        // (L) x repacked (2F, d): rows mlp_gate, then mlp_up
     float *mlp_down;           // (L) x repacked (d, F)
     float *head;               // repacked (V, d)
 } DecodeWeights;
@@ -242,30 +245,32 @@ int decode_weights_build(Model *m) {
     const Config *c = &m->cfg;
     const Params *p = &m->net.params;
     int L = c->L, d = c->d, F = c->F;
-    size_t sq = repacked_size(d, d), in = repacked_size(F, d), out = repacked_size(d, F), head = repacked_size(c->V, d);
-    size_t per_layer = 4 * sq + 2 * in + out, total;  // sizes already bounded by export_check
+    size_t qkv = repacked_size(3 * d, d), sq = repacked_size(d, d), in = repacked_size(2 * F, d);
+    size_t out = repacked_size(d, F), head = repacked_size(c->V, d);
+    size_t per_layer = qkv + sq + in + out, total;  // sizes already bounded by export_check
     if (size_mul(per_layer, (size_t)L, &total) || size_add(total, head, &total) || total > SIZE_MAX / sizeof(float))
         return fail("decode weights", "size overflows");
     float *mem = m->dec_memory = xmalloc(total * sizeof(float));
     DecodeWeights *w = &m->dec;
-    w->wq = mem, mem += L * sq;
-    w->wk = mem, mem += L * sq;
-    w->wv = mem, mem += L * sq;
+    w->wqkv = mem, mem += L * qkv;
     w->wo = mem, mem += L * sq;
-    w->mlp_gate = mem, mem += L * in;
-    w->mlp_up = mem, mem += L * in;
+    w->mlp_gate_up = mem, mem += L * in;
     w->mlp_down = mem, mem += L * out;
     w->head = mem;
     size_t dd = (size_t)d * d, Fd = (size_t)F * d;
+    float *stack = xmalloc((3 * dd > 2 * Fd ? 3 * dd : 2 * Fd) * sizeof(float));  // stacked rows, row-major
     for (int l = 0; l < L; l++) {
-        repack_rows(w->wq + l * sq, p->wq + l * dd, d, d);
-        repack_rows(w->wk + l * sq, p->wk + l * dd, d, d);
-        repack_rows(w->wv + l * sq, p->wv + l * dd, d, d);
+        memcpy(stack, p->wq + l * dd, dd * sizeof(float));
+        memcpy(stack + dd, p->wk + l * dd, dd * sizeof(float));
+        memcpy(stack + 2 * dd, p->wv + l * dd, dd * sizeof(float));
+        repack_rows(w->wqkv + l * qkv, stack, 3 * d, d);
         repack_rows(w->wo + l * sq, p->wo + l * dd, d, d);
-        repack_rows(w->mlp_gate + l * in, p->mlp_gate + l * Fd, F, d);
-        repack_rows(w->mlp_up + l * in, p->mlp_up + l * Fd, F, d);
+        memcpy(stack, p->mlp_gate + l * Fd, Fd * sizeof(float));
+        memcpy(stack + Fd, p->mlp_up + l * Fd, Fd * sizeof(float));
+        repack_rows(w->mlp_gate_up + l * in, stack, 2 * F, d);
         repack_rows(w->mlp_down + l * out, p->mlp_down + l * Fd, d, F);
     }
+    free(stack);
     repack_rows(w->head, p->head, c->V, d);
     return 0;
 }
@@ -399,8 +404,10 @@ typedef struct {
     // one token
     float *x;            // (d) residual stream
     float *h, *h_prev;   // (d) read-outs of the current and the previous step
-    float *xa, *q, *k, *v, *att, *proj, *normed;  // (d)
-    float *gate, *up, *act;  // (F)
+    float *xa, *att, *proj, *normed;  // (d)
+    float *q, *k, *v;    // (d) each, consecutive: one product (wqkv) writes all three
+    float *gate, *up;    // (F) each, consecutive: one product (mlp_gate_up) writes both
+    float *act;          // (F)
     float *scores;       // (H, seq_cap) attention weights of one query
     float *kv_keep;      // (L, 2, d) the current token's step-1 K/V (first) or K/V sums (avg)
     float *logits;       // (V) the exit step's logits
@@ -420,7 +427,7 @@ size_t kv_cache_bytes(const Config *c, KvStrategy kv, int n_steps, int n_prefill
 
 void runstate_free(RunState *s) {
     float *bufs[] = {s->key_cache, s->value_cache, s->key_shared, s->value_shared, s->x, s->h, s->h_prev,
-                     s->xa, s->q, s->k, s->v, s->att, s->proj, s->normed, s->gate, s->up, s->act,
+                     s->xa, s->q, s->att, s->proj, s->normed, s->gate, s->act,
                      s->scores, s->kv_keep, s->logits, s->step_logits};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     memset(s, 0, sizeof *s);
@@ -452,10 +459,13 @@ int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n
         s->key_shared = xcalloc(shared_rows * d, sizeof(float));
         s->value_shared = xcalloc(shared_rows * d, sizeof(float));
     }
-    float **vecs[] = {&s->x, &s->h, &s->h_prev, &s->xa, &s->q, &s->k, &s->v, &s->att, &s->proj, &s->normed};
+    float **vecs[] = {&s->x, &s->h, &s->h_prev, &s->xa, &s->att, &s->proj, &s->normed};
     for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++) *vecs[i] = xcalloc(d, sizeof(float));
-    s->gate = xcalloc(c->F, sizeof(float));
-    s->up = xcalloc(c->F, sizeof(float));
+    s->q = xcalloc(3 * d, sizeof(float));
+    s->k = s->q + d;
+    s->v = s->q + 2 * d;
+    s->gate = xcalloc(2 * (size_t)c->F, sizeof(float));
+    s->up = s->gate + c->F;
     s->act = xcalloc(c->F, sizeof(float));
     s->scores = xcalloc((size_t)c->H * c->max_seq_len, sizeof(float));
     s->kv_keep = xcalloc((size_t)c->L * 2 * d, sizeof(float));
@@ -565,14 +575,12 @@ void decode_layer(Model *m, RunState *s, int t, int l, int pos) {
     const Params *p = &m->net.params;   // the norms
     const DecodeWeights *w = &m->dec;     // the matrices, repacked
     int d = c->d, F = c->F, half = d / c->H / 2;
-    size_t sq = repacked_size(d, d), in = repacked_size(F, d), out = repacked_size(d, F);
+    size_t qkv = repacked_size(3 * d, d), sq = repacked_size(d, d), in = repacked_size(2 * F, d), out = repacked_size(d, F);
     float rstd;  // rmsnorm_forward's saved statistic (unused here)
     const float *cos_pos = m->net.rope_cos + (size_t)pos * half, *sin_pos = m->net.rope_sin + (size_t)pos * half;
 
     rmsnorm_forward(s->xa, &rstd, s->x, p->norm_attn_pre + l * d, 1, d, c->norm_eps);
-    matvec_packed(s->q, w->wq + l * sq, s->xa, d, d, s->threads);
-    matvec_packed(s->k, w->wk + l * sq, s->xa, d, d, s->threads);
-    matvec_packed(s->v, w->wv + l * sq, s->xa, d, d, s->threads);
+    matvec_packed(s->q, w->wqkv + l * qkv, s->xa, 3 * d, d, s->threads);   // q, k, v at once
     rope_apply(s->q, cos_pos, sin_pos, 1, 1, d, c->H, +1);  // the table row of this position
     rope_apply(s->k, cos_pos, sin_pos, 1, 1, d, c->H, +1);
     kv_store(s, t, l, pos);
@@ -582,8 +590,7 @@ void decode_layer(Model *m, RunState *s, int t, int l, int pos) {
     residual_forward(s->x, s->x, s->normed, d);
 
     rmsnorm_forward(s->xa, &rstd, s->x, p->norm_mlp_pre + l * d, 1, d, c->norm_eps);
-    matvec_packed(s->gate, w->mlp_gate + l * in, s->xa, F, d, s->threads);
-    matvec_packed(s->up, w->mlp_up + l * in, s->xa, F, d, s->threads);
+    matvec_packed(s->gate, w->mlp_gate_up + l * in, s->xa, 2 * F, d, s->threads);  // gate, up at once
     swiglu_forward(s->act, s->gate, s->up, F);
     matvec_packed(s->proj, w->mlp_down + l * out, s->act, d, F, s->threads);
     rmsnorm_forward(s->normed, &rstd, s->proj, p->norm_mlp_post + l * d, 1, d, c->norm_eps);
