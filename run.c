@@ -80,9 +80,11 @@
 // outputs in the lanes where they will stay, and no reduction across lanes is ever needed. The
 // weights are read in one contiguous stream.
 //
-// KV cache (matvec_rows). Attention's keys are written one row per token as decoding goes, so
-// they stay row-major; there ROW_BLOCK rows are done at once with one 8-lane accumulator each,
-// so that 8 independent FMA chains run and the 8 reductions overlap.
+// Keys (key_scores). A query's scores are the same kind of product: q against every cached key,
+// one row per position, and with hd = 32 values per head a row is even shorter. So the key caches
+// use the same layout, grown one position (row) at a time: blocks of 8 positions, column by
+// column inside (key_index), and 8 positions' scores are one block_dot. Values stay one row per
+// position: attention's weighted sum of them (weighted_rows) reads rows.
 //
 // Every output's sum has a fixed order, so results do not depend on the number of threads.
 
@@ -155,33 +157,25 @@ void matvec_packed(float *out, const float *packed, const float *x, int rows, in
     }
 }
 
-// out[r] = w[r] . x for rows r < n of w (row r at w + r*ld, row-major), x of length cols: one
-// 8-lane accumulator per row, n (1 or ROW_BLOCK) a constant at each call so acc stays in registers.
-static inline void dot_rows(float *restrict out, const float *restrict w, size_t ld,
-                            const float *restrict x, int cols, int n) {
-    float acc[ROW_BLOCK][LANES];
-    for (int r = 0; r < n; r++)
-        for (int u = 0; u < LANES; u++) acc[r][u] = 0;
-    int i = 0;
-    for (; i + LANES <= cols; i += LANES)
-        for (int r = 0; r < n; r++) {
-            #pragma GCC unroll 1   // keep u a loop: gcc makes it one 8-wide FMA
-            for (int u = 0; u < LANES; u++) acc[r][u] += w[r * ld + i + u] * x[i + u];
-        }
-    for (int r = 0; r < n; r++) {
-        float tail = 0;  // cols % LANES leftover columns
-        for (int j = i; j < cols; j++) tail += w[r * ld + j] * x[j];
-        for (int width = LANES / 2; width >= 1; width /= 2)  // lanes 0..7 -> 0..3 -> 0..1 -> 0
-            for (int u = 0; u < width; u++) acc[r][u] += acc[r][u + width];
-        out[r] = acc[r][0] + tail;
-    }
+// Key caches hold positions like repack_rows holds rows: in blocks of 8, column by column inside.
+// Index of element i of the key at `row` (rows counted from the start of its cache region).
+static inline size_t key_index(int row, int i, int d) {
+    return (size_t)(row / ROW_BLOCK) * ROW_BLOCK * d + (size_t)i * ROW_BLOCK + row % ROW_BLOCK;
 }
 
-// out (rows) = w (rows, cols; row-major, row stride ld) @ x (cols), on the calling thread.
-void matvec_rows(float *out, const float *w, size_t ld, const float *x, int rows, int cols) {
-    int r = 0;
-    for (; r + ROW_BLOCK <= rows; r += ROW_BLOCK) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, ROW_BLOCK);
-    for (; r < rows; r++) dot_rows(out + r, w + (size_t)r * ld, ld, x, cols, 1);
+void key_write(float *keys, int row, const float *k, int d) {
+    for (int i = 0; i < d; i++) keys[key_index(row, i, d)] = k[i];
+}
+
+// out[r] = key r . q over columns c0..c0+n (one head) for the rows r < rows of a key region: one
+// block_dot per 8 positions. A last partial block also computes the padding positions (zeros, or
+// keys of a longer earlier context), which are not copied out.
+void key_scores(float *out, const float *keys, int c0, const float *q, int rows, int n, int d) {
+    for (int b = 0; b * ROW_BLOCK < rows; b++) {
+        float y[ROW_BLOCK];
+        block_dot(y, keys + (size_t)b * ROW_BLOCK * d + (size_t)c0 * ROW_BLOCK, q, n);
+        for (int r = 0; r < ROW_BLOCK && b * ROW_BLOCK + r < rows; r++) out[b * ROW_BLOCK + r] = y[r];
+    }
 }
 
 // y[0..width) += sum over j < rows of p[j] * v[j * ld + 0..width): width (4 LANES, LANES or 1)
@@ -398,8 +392,10 @@ typedef struct {
     int n_steps;         // per-step caches kept: the most steps a token may run
     int L, d, seq_cap;   // layers, width, positions (max_seq_len)
     int split;           // positions < split keep K/V per step; the others use the shared cache
-    float *key_cache, *value_cache;    // (n_steps, L, split, d)
-    float *key_shared, *value_shared;  // (L, seq_cap - split, d); none for full (split = seq_cap)
+    // Regions of rows (positions) x d, each padded to whole blocks of 8 rows; keys in key_index's
+    // blocks, values one row per position. step_keys() etc. give a region's first row.
+    float *key_cache, *value_cache;    // (n_steps, L) regions of split rows
+    float *key_shared, *value_shared;  // (L) regions of seq_cap - split rows; none for full (split = seq_cap)
     size_t cache_bytes;
     // one token
     float *x;            // (d) residual stream
@@ -417,7 +413,8 @@ typedef struct {
 } RunState;
 
 // Bytes of KV cache for a context of max_seq_len positions whose first n_prefill positions were
-// prefilled (they keep n_steps caches under every strategy).
+// prefilled (they keep n_steps caches under every strategy). The allocation also pads each
+// region to a whole block of 8 positions (at most 7 more rows per region).
 size_t kv_cache_bytes(const Config *c, KvStrategy kv, int n_steps, int n_prefill) {
     int split = kv == KV_FULL ? c->max_seq_len : n_prefill;
     size_t per_row = 2 * (size_t)c->d * sizeof(float);  // a key and a value
@@ -448,8 +445,8 @@ int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n
     s->seq_cap = c->max_seq_len;
     s->threads = max_threads();
     s->split = kv == KV_FULL ? c->max_seq_len : n_prefill;
-    size_t d = c->d, step_rows, shared_rows = (size_t)c->L * (c->max_seq_len - s->split), n;
-    if (size_mul((size_t)n_steps * c->L, (size_t)s->split, &step_rows) || size_mul(step_rows + shared_rows, d, &n) ||
+    size_t d = c->d, step_rows, shared_rows = (size_t)c->L * round_up(c->max_seq_len - s->split, ROW_BLOCK), n;
+    if (size_mul((size_t)n_steps * c->L, (size_t)round_up(s->split, ROW_BLOCK), &step_rows) || size_mul(step_rows + shared_rows, d, &n) ||
         n > SIZE_MAX / (2 * sizeof(float)))
         return fail("run", "KV cache size overflows");
     s->cache_bytes = kv_cache_bytes(c, kv, n_steps, n_prefill);
@@ -474,10 +471,14 @@ int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n
     return 0;
 }
 
-// Offset of the key (or value) of position pos < split, step t, layer l in the per-step caches,
-// and of position pos >= split, layer l in the shared cache.
-size_t step_row(const RunState *s, int t, int l, int pos) { return (((size_t)t * s->L + l) * s->split + pos) * s->d; }
-size_t shared_row(const RunState *s, int l, int pos) { return ((size_t)l * (s->seq_cap - s->split) + (pos - s->split)) * s->d; }
+// The cache region of step t, layer l (positions 0..split-1, row = pos), and the shared one of
+// layer l (positions split.., row = pos - split): offsets of their first rows.
+size_t step_region(const RunState *s, int t, int l) {
+    return ((size_t)t * s->L + l) * round_up(s->split, ROW_BLOCK) * s->d;
+}
+size_t shared_region(const RunState *s, int l) {
+    return (size_t)l * round_up(s->seq_cap - s->split, ROW_BLOCK) * s->d;
+}
 
 // ----------------------------------------------------------------------------
 // decoding one token
@@ -501,10 +502,11 @@ int set_thread_count(int n) {
 // Stores the current token's step-t K/V (s->k, s->v) as its own entry, where attention at step t
 // will read it; keeps what its strategy needs to leave behind when the token finishes.
 void kv_store(RunState *s, int t, int l, int pos) {
-    size_t d = s->d, row = pos < s->split ? step_row(s, t, l, pos) : shared_row(s, l, pos);
-    float *keys = pos < s->split ? s->key_cache : s->key_shared, *values = pos < s->split ? s->value_cache : s->value_shared;
-    memcpy(keys + row, s->k, d * sizeof(float));
-    memcpy(values + row, s->v, d * sizeof(float));
+    size_t d = s->d;
+    int shared = pos >= s->split, row = shared ? pos - s->split : pos;
+    size_t region = shared ? shared_region(s, l) : step_region(s, t, l);
+    key_write((shared ? s->key_shared : s->key_cache) + region, row, s->k, d);
+    memcpy((shared ? s->value_shared : s->value_cache) + region + (size_t)row * d, s->v, d * sizeof(float));
     float *keep = s->kv_keep + (size_t)l * 2 * d;  // (2, d): key, value
     if ((s->kv == KV_FIRST || s->kv == KV_AVG) && t == 0) {
         memcpy(keep, s->k, d * sizeof(float));
@@ -516,21 +518,25 @@ void kv_store(RunState *s, int t, int l, int pos) {
 
 // After the token at pos ran n steps: what it leaves for later tokens (see the top comment).
 void kv_finish(RunState *s, int pos, int n) {
-    size_t d = s->d, bytes = d * sizeof(float);
+    int d = s->d;
+    size_t bytes = (size_t)d * sizeof(float);
     for (int l = 0; l < s->L; l++) {
-        const float *keep = s->kv_keep + (size_t)l * 2 * d;
+        float *keep = s->kv_keep + (size_t)l * 2 * d;  // (2, d): key, value
         if (pos < s->split) {  // per-step caches: steps n+1.. get the step-n K/V
+            size_t exit = step_region(s, n - 1, l);
             for (int t = n; t < s->n_steps; t++) {
-                memcpy(s->key_cache + step_row(s, t, l, pos), s->key_cache + step_row(s, n - 1, l, pos), bytes);
-                memcpy(s->value_cache + step_row(s, t, l, pos), s->value_cache + step_row(s, n - 1, l, pos), bytes);
+                size_t to = step_region(s, t, l);
+                for (int i = 0; i < d; i++) s->key_cache[to + key_index(pos, i, d)] = s->key_cache[exit + key_index(pos, i, d)];
+                memcpy(s->value_cache + to + (size_t)pos * d, s->value_cache + exit + (size_t)pos * d, bytes);
             }
-        } else if (s->kv == KV_FIRST) {
-            memcpy(s->key_shared + shared_row(s, l, pos), keep, bytes);
-            memcpy(s->value_shared + shared_row(s, l, pos), keep + d, bytes);
-        } else if (s->kv == KV_AVG) {
-            float *key = s->key_shared + shared_row(s, l, pos), *value = s->value_shared + shared_row(s, l, pos);
-            for (size_t i = 0; i < d; i++) { key[i] = keep[i] / n; value[i] = keep[d + i] / n; }
-        }  // KV_LAST: the entry already holds the exit step's K/V
+            continue;
+        }
+        if (s->kv == KV_LAST) continue;  // the entry already holds the exit step's K/V
+        if (s->kv == KV_AVG)             // keep holds the sums over the n steps: make them means
+            for (int i = 0; i < 2 * d; i++) keep[i] /= n;
+        size_t region = shared_region(s, l);  // KV_FIRST or KV_AVG: the entry gets keep
+        key_write(s->key_shared + region, pos - s->split, keep, d);
+        memcpy(s->value_shared + region + (size_t)(pos - s->split) * d, keep + d, bytes);
     }
 }
 
@@ -540,15 +546,15 @@ void kv_finish(RunState *s, int pos, int n) {
 // from the per-step cache of step t, the later ones from the shared cache.
 static void attention_decode_head(RunState *s, int t, int l, int pos, int H, int h) {
     int d = s->d, hd = d / H, n_step = pos < s->split ? pos + 1 : s->split;
-    const float *k_step = s->key_cache + step_row(s, t, l, 0), *v_step = s->value_cache + step_row(s, t, l, 0);
-    const float *k_shared = pos >= s->split ? s->key_shared + shared_row(s, l, s->split) : NULL;
-    const float *v_shared = pos >= s->split ? s->value_shared + shared_row(s, l, s->split) : NULL;
+    const float *k_step = s->key_cache + step_region(s, t, l), *v_step = s->value_cache + step_region(s, t, l);
+    const float *k_shared = pos >= s->split ? s->key_shared + shared_region(s, l) : NULL;
+    const float *v_shared = pos >= s->split ? s->value_shared + shared_region(s, l) : NULL;
     float scale = 1 / sqrt((float)hd);
     const float *q = s->q + h * hd;
     float *p = s->scores + (size_t)h * s->seq_cap, *y = s->att + h * hd;
-    // the keys of this head are rows of the caches (row stride d): two matrix-vector products
-    matvec_rows(p, k_step + h * hd, d, q, n_step, hd);
-    if (pos >= n_step) matvec_rows(p + n_step, k_shared + h * hd, d, q, pos + 1 - n_step, hd);
+    // this head's columns of the keys of the two regions
+    key_scores(p, k_step, h * hd, q, n_step, hd, d);
+    if (pos >= n_step) key_scores(p + n_step, k_shared, h * hd, q, pos + 1 - n_step, hd, d);
     float mx = scale * max_value(p, pos + 1);
     float inv = 1 / softmax_exp(p, pos + 1, scale, mx);  // ouro.c's softmax exponentials
     for (int i = 0; i < hd; i++) y[i] = 0;
@@ -660,8 +666,9 @@ int prefill(Model *m, RunState *s, const ExitPolicy *pol, const int *tokens, int
         for (int l = 0; l < c->L; l++) {
             layer_forward(net, t, l);
             const LayerActs *a = layer_acts(net, t, l);  // k after RoPE, v: (n, d), positions 0..n-1
-            memcpy(s->key_cache + step_row(s, t, l, 0), a->k, (size_t)n * d * sizeof(float));
-            memcpy(s->value_cache + step_row(s, t, l, 0), a->v, (size_t)n * d * sizeof(float));
+            size_t region = step_region(s, t, l);
+            for (int pos = 0; pos < n; pos++) key_write(s->key_cache + region, pos, a->k + (size_t)pos * d, d);
+            memcpy(s->value_cache + region, a->v, (size_t)n * d * sizeof(float));
         }
         readout_forward(net, t);
         const float *h = step_h(net, t) + (size_t)(n - 1) * d;  // the last position's h_t

@@ -203,13 +203,15 @@ static void test_run_exit_policies(void) {
           "Q-exit q=0.3: %lld layer-steps (full depth %d), %d early exits, counted %lld", steps_small, S * T * L, early, counted);
     printf("run: Q-exit q=0.3 on the random model: %.2f steps per token of T=%d\n", (double)steps_small / L / S, T);
     // the default fill: steps after the exit hold the exit step's K/V
-    int filled = 1;
-    size_t bytes = (size_t)c->d * sizeof(float);
+    int filled = 1, d = c->d;
     for (int pos = 0; pos < S; pos++)
         for (int l = 0; l < L; l++)
-            for (int t = exits[pos]; t < T; t++)
-                filled &= memcmp(s.key_cache + step_row(&s, t, l, pos), s.key_cache + step_row(&s, exits[pos] - 1, l, pos), bytes) == 0 &&
-                          memcmp(s.value_cache + step_row(&s, t, l, pos), s.value_cache + step_row(&s, exits[pos] - 1, l, pos), bytes) == 0;
+            for (int t = exits[pos]; t < T; t++) {
+                size_t at = step_region(&s, t, l), exit = step_region(&s, exits[pos] - 1, l);
+                for (int i = 0; i < d; i++)
+                    filled &= s.key_cache[at + key_index(pos, i, d)] == s.key_cache[exit + key_index(pos, i, d)] &&
+                              s.value_cache[at + (size_t)pos * d + i] == s.value_cache[exit + (size_t)pos * d + i];
+            }
     check(filled, "KV full: an early-exited position's later steps do not hold its exit step's K/V");
     runstate_free(&s);
 
@@ -256,14 +258,14 @@ static void test_run_kv_strategies(void) {
         for (int l = 0; l < L; l++)
             for (int i = 0; i < d; i++) {
                 double expect = 0;
-                if (k == KV_FIRST) expect = full.key_cache[step_row(&full, 0, l, 0) + i];
-                else if (k == KV_LAST) expect = full.key_cache[step_row(&full, T - 1, l, 0) + i];
+                if (k == KV_FIRST) expect = full.key_cache[step_region(&full, 0, l) + key_index(0, i, d)];
+                else if (k == KV_LAST) expect = full.key_cache[step_region(&full, T - 1, l) + key_index(0, i, d)];
                 else {
                     float sum = 0;
-                    for (int t = 0; t < T; t++) sum += full.key_cache[step_row(&full, t, l, 0) + i];
+                    for (int t = 0; t < T; t++) sum += full.key_cache[step_region(&full, t, l) + key_index(0, i, d)];
                     expect = sum / T;
                 }
-                worst = fmax(worst, fabs(s.key_shared[shared_row(&s, l, 0) + i] - expect));
+                worst = fmax(worst, fabs(s.key_shared[shared_region(&s, l) + key_index(0, i, d)] - expect));
             }
         check(worst < 1e-6, "KV %s: stored key of position 0 is off by %.3g from the documented one", kv_names[k], worst);
         check(s.cache_bytes * T == full.cache_bytes, "KV %s: %zu cache bytes, expected full's %zu / T", kv_names[k],
@@ -492,8 +494,13 @@ static void test_run_threads(void) {
     for (int shape = 0; shape < 4; shape++) {
         int n_rows = (int[]){19, 8, 1, 13}[shape], n_cols = (int[]){45, 32, 5, 2}[shape], ld = n_cols + 3;
         for (int kind = 0; kind < 2; kind++) {
-            if (kind == 0) matvec_rows(o1, w, ld, v, n_rows, n_cols);
-            else {  // a packed matrix of n_cols columns: repack exactly those
+            int c0 = kind == 0 ? 3 : 0;  // the first column used (a head's offset for the keys)
+            if (kind == 0) {  // rows of w as keys of width ld; scores over columns 3..ld-1
+                float *keys = xcalloc(repacked_size(n_rows, ld), sizeof(float));
+                for (int r = 0; r < n_rows; r++) key_write(keys, r, w + (size_t)r * ld, ld);
+                key_scores(o1, keys, c0, v, n_rows, n_cols, ld);
+                free(keys);
+            } else {  // a packed matrix of n_cols columns: repack exactly those
                 float *sub = xmalloc((size_t)n_rows * n_cols * sizeof(float));
                 for (int r = 0; r < n_rows; r++) memcpy(sub + (size_t)r * n_cols, w + (size_t)r * ld, n_cols * sizeof(float));
                 repack_rows(packed, sub, n_rows, n_cols);
@@ -503,10 +510,13 @@ static void test_run_threads(void) {
             double worst = 0;
             for (int r = 0; r < n_rows; r++) {
                 double ref = 0, mag = 0;
-                for (int c = 0; c < n_cols; c++) { ref += (double)w[r * ld + c] * v[c]; mag += fabs((double)w[r * ld + c] * v[c]); }
+                for (int c = 0; c < n_cols; c++) {
+                    double wx = (double)w[r * ld + c0 + c] * v[c];
+                    ref += wx, mag += fabs(wx);
+                }
                 worst = fmax(worst, fabs(o1[r] - ref) / (1e-6 * mag + 1e-30));
             }
-            check(worst <= 1, "%s %d x %d: error %.2f x (1e-6 * sum |w x|)", kind ? "matvec_packed" : "matvec_rows",
+            check(worst <= 1, "%s %d x %d: error %.2f x (1e-6 * sum |w x|)", kind ? "matvec_packed" : "key_scores",
                   n_rows, n_cols, worst);
         }
         // y += v^T w: attention's weighted sum of value rows; y starts nonzero (it accumulates)
@@ -526,6 +536,43 @@ static void test_run_threads(void) {
     run_test_close(&net, &m, path);
 }
 
+// The cache layout: every (step, layer, position) entry has its own place. Keys live in blocks of
+// 8 positions, and a region whose length is not a multiple of 8 is padded; a prompt of 5 leaves
+// 19 shared positions per layer (24 - 5), so an unpadded layout would let layer 0's last block
+// overlap layer 1's first. Each entry gets a distinct key and value; all must read back.
+static void test_run_kv_layout(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    Model m;
+    if (!run_test_open(&net, &m, path, 0, 41)) return;
+    const Config *c = &m.cfg;
+    int d = c->d, split = 5;
+    RunState s;
+    if (runstate_init(&s, &m, KV_FIRST, c->T, split, 0)) { check(0, "runstate_init: %s", ouro_error); return; }
+    // entry (t, l, pos) holds the value 1000 pos + 100 t + 10 l + i/d (keys) or its negative (values)
+    for (int pos = 0; pos < s.seq_cap; pos++)
+        for (int t = 0; t < (pos < split ? s.n_steps : 1); t++)
+            for (int l = 0; l < c->L; l++) {
+                for (int i = 0; i < d; i++) s.k[i] = -(s.v[i] = 1000.0f * pos + 100 * t + 10 * l + (float)i / d);
+                kv_store(&s, t, l, pos);
+            }
+    int exact = 1;
+    for (int pos = 0; pos < s.seq_cap; pos++)
+        for (int t = 0; t < (pos < split ? s.n_steps : 1); t++)
+            for (int l = 0; l < c->L; l++) {
+                int shared = pos >= split, row = shared ? pos - split : pos;
+                size_t region = shared ? shared_region(&s, l) : step_region(&s, t, l);
+                const float *keys = shared ? s.key_shared : s.key_cache, *values = shared ? s.value_shared : s.value_cache;
+                for (int i = 0; i < d; i++) {
+                    float expect = 1000.0f * pos + 100 * t + 10 * l + (float)i / d;
+                    exact &= keys[region + key_index(row, i, d)] == -expect && values[region + (size_t)row * d + i] == expect;
+                }
+            }
+    check(exact, "KV layout: an entry written by kv_store does not read back (regions overlap?)");
+    runstate_free(&s);
+    run_test_close(&net, &m, path);
+}
+
 // The tests run on one thread, except test_run_threads: with more threads than free cores,
 // OpenMP's spinning barriers make every small parallel region slow, and these models are tiny.
 static void run_run_tests(void) {
@@ -533,6 +580,7 @@ static void run_run_tests(void) {
     test_run_decode_matches_forward();
     test_run_exit_policies();
     test_run_kv_strategies();
+    test_run_kv_layout();
     test_run_eval();
     test_run_sampling();
     test_run_loader_rejects();
