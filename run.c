@@ -122,38 +122,51 @@ size_t repacked_size(int rows, int cols) {
     return (size_t)(rows + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK * (size_t)cols;
 }
 
-// out[0..8) = one block of a repacked matrix @ x. Four accumulators take the columns in turn
-// (column i goes to acc[i % 4]): four independent FMA chains, then two adds.
-static inline void block_dot(float out[ROW_BLOCK], const float *restrict block, const float *restrict x, int cols) {
-    float acc[4][ROW_BLOCK] = {{0}};
+// out[0..8 nb) = nb (1 or 2) blocks of a repacked matrix @ x, the second one `stride` floats
+// after the first. Four accumulators per block take the columns in turn (column i goes to
+// acc[b][i % 4]): independent FMA chains, then two adds. Two blocks at once share each broadcast
+// of x[i], one load for two FMAs: when the matrix is in cache, loads are the limit, not FMAs.
+// A block's sums do not depend on nb (the same chains, in the same order). nb is a constant at
+// each call, so acc stays in registers.
+static inline void block_dot(float *out, const float *restrict block, size_t stride,
+                             const float *restrict x, int cols, int nb) {
+    float acc[2][4][ROW_BLOCK] = {{{0}}};
     int i = 0;
     for (; i + 4 <= cols; i += 4)
-        for (int p = 0; p < 4; p++) {
-            #pragma GCC unroll 1   // keep r a loop: gcc makes it one 8-wide FMA
-            for (int r = 0; r < ROW_BLOCK; r++) acc[p][r] += block[(size_t)(i + p) * ROW_BLOCK + r] * x[i + p];
-        }
+        for (int p = 0; p < 4; p++)
+            for (int b = 0; b < nb; b++) {
+                #pragma GCC unroll 1   // keep r a loop: gcc makes it one 8-wide FMA
+                for (int r = 0; r < ROW_BLOCK; r++)
+                    acc[b][p][r] += block[b * stride + (size_t)(i + p) * ROW_BLOCK + r] * x[i + p];
+            }
     for (; i < cols; i++)
-        for (int r = 0; r < ROW_BLOCK; r++) acc[0][r] += block[(size_t)i * ROW_BLOCK + r] * x[i];
-    for (int r = 0; r < ROW_BLOCK; r++) out[r] = (acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]);
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < ROW_BLOCK; r++) acc[b][0][r] += block[b * stride + (size_t)i * ROW_BLOCK + r] * x[i];
+    for (int b = 0; b < nb; b++)
+        for (int r = 0; r < ROW_BLOCK; r++)
+            out[b * ROW_BLOCK + r] = (acc[b][0][r] + acc[b][1][r]) + (acc[b][2][r] + acc[b][3][r]);
 }
 
-// Rows 8b..8b+7 of W @ x (fewer in the last block).
-static void packed_block(float *out, const float *packed, const float *x, int rows, int cols, int b) {
-    float y[ROW_BLOCK];
-    block_dot(y, packed + (size_t)b * cols * ROW_BLOCK, x, cols);
-    for (int r = 0; r < ROW_BLOCK && b * ROW_BLOCK + r < rows; r++) out[b * ROW_BLOCK + r] = y[r];
+// Rows 16j..16j+15 of W @ x: blocks 2j and 2j+1 (fewer rows at the end).
+static void packed_pair(float *out, const float *packed, const float *x, int rows, int cols, int j) {
+    float y[2 * ROW_BLOCK];
+    size_t stride = (size_t)cols * ROW_BLOCK;
+    int first = 2 * j * ROW_BLOCK, n = min_int(2 * ROW_BLOCK, rows - first);
+    if (n > ROW_BLOCK) block_dot(y, packed + 2 * j * stride, stride, x, cols, 2);
+    else block_dot(y, packed + 2 * j * stride, stride, x, cols, 1);
+    for (int r = 0; r < n; r++) out[first + r] = y[r];
 }
 
 // out (rows) = W @ x (cols), W repacked by repack_rows; split over threads by blocks of 8 rows
 // when the product is big enough to pay for the thread team. Otherwise no parallel region is
 // entered at all: even a one-thread region costs ~0.4 us, and a token makes dozens of products.
 void matvec_packed(float *out, const float *packed, const float *x, int rows, int cols, int threads) {
-    int blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+    int pairs = (rows + 2 * ROW_BLOCK - 1) / (2 * ROW_BLOCK);
     if (threads > 1 && !in_parallel() && (long)rows * cols >= parallel_min()) {
         #pragma omp parallel for num_threads(threads)
-        for (int b = 0; b < blocks; b++) packed_block(out, packed, x, rows, cols, b);
+        for (int j = 0; j < pairs; j++) packed_pair(out, packed, x, rows, cols, j);
     } else {
-        for (int b = 0; b < blocks; b++) packed_block(out, packed, x, rows, cols, b);
+        for (int j = 0; j < pairs; j++) packed_pair(out, packed, x, rows, cols, j);
     }
 }
 
@@ -168,13 +181,17 @@ void key_write(float *keys, int row, const float *k, int d) {
 }
 
 // out[r] = key r . q over columns c0..c0+n (one head) for the rows r < rows of a key region: one
-// block_dot per 8 positions. A last partial block also computes the padding positions (zeros, or
-// keys of a longer earlier context), which are not copied out.
+// block_dot per 16 positions (two blocks). A last partial block also computes the padding
+// positions (zeros, or keys of a longer earlier context), which are not copied out.
 void key_scores(float *out, const float *keys, int c0, const float *q, int rows, int n, int d) {
-    for (int b = 0; b * ROW_BLOCK < rows; b++) {
-        float y[ROW_BLOCK];
-        block_dot(y, keys + (size_t)b * ROW_BLOCK * d + (size_t)c0 * ROW_BLOCK, q, n);
-        for (int r = 0; r < ROW_BLOCK && b * ROW_BLOCK + r < rows; r++) out[b * ROW_BLOCK + r] = y[r];
+    size_t stride = (size_t)ROW_BLOCK * d;
+    for (int first = 0; first < rows; first += 2 * ROW_BLOCK) {
+        float y[2 * ROW_BLOCK];
+        const float *block = keys + (size_t)(first / ROW_BLOCK) * stride + (size_t)c0 * ROW_BLOCK;
+        int m = min_int(2 * ROW_BLOCK, rows - first);
+        if (m > ROW_BLOCK) block_dot(y, block, stride, q, n, 2);
+        else block_dot(y, block, stride, q, n, 1);
+        for (int r = 0; r < m; r++) out[first + r] = y[r];
     }
 }
 
