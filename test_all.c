@@ -425,14 +425,102 @@ static void test_matmul(void) {
     }
 }
 
+// attention_forward / attention_backward against their definition, in double, at real head
+// sizes: hd 32 (two whole 16-wide slivers, the bench models) and 20 (a partial one), S 100 (two
+// whole 48-row blocks and a partial one, partial 6-row slivers), and at hd 4 > S 3, where the
+// deepest product is q k^T. y, lse, dq, dk, dv are compared; 1 and 2 threads must agree bitwise.
+static void test_attention(void) {
+    static const int shapes[][3] = {{2, 100, 32}, {2, 100, 20}, {3, 3, 4}};   // H, S, hd
+    Rng rng;
+    rng_seed(&rng, 31);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int B = 2, H = shapes[s][0], S = shapes[s][1], hd = shapes[s][2], d = H * hd;
+        size_t n = (size_t)B * S * d;
+        real *in = xmalloc(4 * n * sizeof(real)), *q = in, *k = q + n, *v = k + n, *dy = v + n;
+        real *out[2], *lse[2];
+        double *want = xcalloc(4 * n, sizeof(double)), *w_y = want, *w_dq = w_y + n, *w_dk = w_dq + n, *w_dv = w_dk + n;
+        double *w_lse = xmalloc((size_t)B * H * S * sizeof(double)), *P = xmalloc((size_t)S * S * sizeof(double));
+        for (size_t i = 0; i < 4 * n; i++) in[i] = (real)rng_normal(&rng);
+        // the definition, one (sequence, head) at a time
+        double scale = 1 / sqrt((double)hd);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                size_t off = (size_t)b * S * d + (size_t)h * hd;
+                #define AT(X, i, c) X[off + (size_t)(i) * d + (c)]
+                for (int i = 0; i < S; i++) {
+                    double mx = -INFINITY, sum = 0;
+                    for (int j = 0; j <= i; j++) {
+                        double a = 0;
+                        for (int c = 0; c < hd; c++) a += (double)AT(q, i, c) * AT(k, j, c);
+                        P[(size_t)i * S + j] = scale * a;
+                        mx = fmax(mx, scale * a);
+                    }
+                    for (int j = 0; j <= i; j++) sum += exp(P[(size_t)i * S + j] - mx);
+                    w_lse[((size_t)b * H + h) * S + i] = mx + log(sum);
+                    for (int j = 0; j <= i; j++) P[(size_t)i * S + j] = exp(P[(size_t)i * S + j] - mx) / sum;
+                }
+                for (int i = 0; i < S; i++) {
+                    double dot = 0, dP[512];   // dP_ij = dy_i . v_j, for j <= i (S <= 512 here)
+                    for (int j = 0; j <= i; j++) {
+                        dP[j] = 0;
+                        for (int c = 0; c < hd; c++) {
+                            AT(w_y, i, c) += P[(size_t)i * S + j] * AT(v, j, c);
+                            AT(w_dv, j, c) += P[(size_t)i * S + j] * AT(dy, i, c);
+                            dP[j] += (double)AT(dy, i, c) * AT(v, j, c);
+                        }
+                        dot += P[(size_t)i * S + j] * dP[j];
+                    }
+                    for (int j = 0; j <= i; j++) {
+                        double ds = scale * P[(size_t)i * S + j] * (dP[j] - dot);
+                        for (int c = 0; c < hd; c++) {
+                            AT(w_dq, i, c) += ds * AT(k, j, c);
+                            AT(w_dk, j, c) += ds * AT(q, i, c);
+                        }
+                    }
+                }
+                #undef AT
+            }
+        for (int t = 0; t < 2; t++) {
+            set_threads(t + 1);
+            out[t] = xmalloc(4 * n * sizeof(real));
+            lse[t] = xmalloc((size_t)B * H * S * sizeof(real));
+            real *scratch = xmalloc((size_t)(t + 1) * 2 * S * S * sizeof(real));
+            attention_forward(out[t], lse[t], scratch, q, k, v, B, S, d, H, t + 1);
+            attention_backward(out[t] + n, out[t] + 2 * n, out[t] + 3 * n, scratch, dy, q, k, v, lse[t], B, S, d, H, t + 1);
+            free(scratch);
+        }
+        set_threads(max_threads());
+        // errors relative to the largest entry of each tensor: measured up to 7e-7 in float and
+        // 8e-16 in double, so the bounds leave 10-100x (a 1e-4 change to one edge sliver fails)
+        const char *names[4] = {"y", "dq", "dk", "dv"};
+        double tol = sizeof(real) == 4 ? 1e-5 : 1e-13;
+        for (int x = 0; x < 4; x++) {
+            double worst = 0, largest = 0;
+            for (size_t i = 0; i < n; i++) {
+                worst = fmax(worst, fabs(out[0][x * n + i] - want[x * n + i]));
+                largest = fmax(largest, fabs(want[x * n + i]));
+            }
+            check(worst <= tol * largest, "attention H %d S %d hd %d: %s off by %.3g of its largest entry",
+                  H, S, hd, names[x], worst / largest);
+        }
+        double worst_lse = 0;
+        for (int i = 0; i < B * H * S; i++) worst_lse = fmax(worst_lse, fabs(lse[0][i] - w_lse[i]));
+        check(worst_lse <= tol * 10, "attention H %d S %d hd %d: lse off by %.3g", H, S, hd, worst_lse);  // lse ~ 1..10
+        check(memcmp(out[0], out[1], 4 * n * sizeof(real)) == 0 && memcmp(lse[0], lse[1], (size_t)B * H * S * sizeof(real)) == 0,
+              "attention H %d S %d hd %d: 1 and 2 threads differ", H, S, hd);
+        for (int t = 0; t < 2; t++) { free(out[t]); free(lse[t]); }
+        free(in); free(want); free(w_lse); free(P);
+    }
+}
+
 // ----------------------------------------------------------------------------
 // determinism across thread counts
 
 static void test_threads(void) {
     Config cfg = tiny_config(0);
-    // S > 64 and B*S > 256: several attention blocks and LM-head chunks, as in real runs
+    // S > 48 and B*S > 512: several attention blocks and LM-head chunks, as in real runs
     cfg.d = 32; cfg.F = 48; cfg.V = 64; cfg.max_seq_len = 80;
-    int B = 4, S = 80, N = B * S;
+    int B = 8, S = 80, N = B * S;
     int *x = xmalloc(N * sizeof(int)), *y = xmalloc(N * sizeof(int));
     Rng rng;
     rng_seed(&rng, 77);
@@ -712,6 +800,7 @@ static void test_plots(void) {
 int main(void) {
     int threads = max_threads();
     test_matmul();
+    test_attention();
     test_gradients();
     test_exit_distribution();
     test_entropy_term();
