@@ -147,26 +147,28 @@ static inline void block_dot(float *out, const float *restrict block, size_t str
             out[b * ROW_BLOCK + r] = (acc[b][0][r] + acc[b][1][r]) + (acc[b][2][r] + acc[b][3][r]);
 }
 
-// Rows 16j..16j+15 of W @ x: blocks 2j and 2j+1 (fewer rows at the end).
-static void packed_pair(float *out, const float *packed, const float *x, int rows, int cols, int j) {
+// out[0..n) = the first n (1..16) rows of the two blocks from `block` on @ x.
+static void pair_dot(float *out, const float *block, size_t stride, const float *x, int cols, int n) {
     float y[2 * ROW_BLOCK];
-    size_t stride = (size_t)cols * ROW_BLOCK;
-    int first = 2 * j * ROW_BLOCK, n = min_int(2 * ROW_BLOCK, rows - first);
-    if (n > ROW_BLOCK) block_dot(y, packed + 2 * j * stride, stride, x, cols, 2);
-    else block_dot(y, packed + 2 * j * stride, stride, x, cols, 1);
-    for (int r = 0; r < n; r++) out[first + r] = y[r];
+    if (n > ROW_BLOCK) block_dot(y, block, stride, x, cols, 2);
+    else block_dot(y, block, stride, x, cols, 1);
+    for (int r = 0; r < n; r++) out[r] = y[r];
 }
 
-// out (rows) = W @ x (cols), W repacked by repack_rows; split over threads by blocks of 8 rows
-// when the product is big enough to pay for the thread team. Otherwise no parallel region is
-// entered at all: even a one-thread region costs ~0.4 us, and a token makes dozens of products.
+// out (rows) = W @ x (cols), W repacked by repack_rows; split over threads by pairs of blocks
+// (16 rows) when the product is big enough to pay for the thread team. Otherwise no parallel
+// region is entered at all: even a one-thread region costs ~0.4 us, and a token makes dozens of
+// products.
 void matvec_packed(float *out, const float *packed, const float *x, int rows, int cols, int threads) {
     int pairs = (rows + 2 * ROW_BLOCK - 1) / (2 * ROW_BLOCK);
+    size_t stride = (size_t)cols * ROW_BLOCK;   // between blocks
     if (threads > 1 && !in_parallel() && (long)rows * cols >= parallel_min()) {
         #pragma omp parallel for num_threads(threads)
-        for (int j = 0; j < pairs; j++) packed_pair(out, packed, x, rows, cols, j);
+        for (int j = 0; j < pairs; j++)
+            pair_dot(out + 2 * j * ROW_BLOCK, packed + 2 * j * stride, stride, x, cols, min_int(2 * ROW_BLOCK, rows - 2 * j * ROW_BLOCK));
     } else {
-        for (int j = 0; j < pairs; j++) packed_pair(out, packed, x, rows, cols, j);
+        for (int j = 0; j < pairs; j++)
+            pair_dot(out + 2 * j * ROW_BLOCK, packed + 2 * j * stride, stride, x, cols, min_int(2 * ROW_BLOCK, rows - 2 * j * ROW_BLOCK));
     }
 }
 
@@ -180,19 +182,14 @@ void key_write(float *keys, int row, const float *k, int d) {
     for (int i = 0; i < d; i++) keys[key_index(row, i, d)] = k[i];
 }
 
-// out[r] = key r . q over columns c0..c0+n (one head) for the rows r < rows of a key region: one
-// block_dot per 16 positions (two blocks). A last partial block also computes the padding
-// positions (zeros, or keys of a longer earlier context), which are not copied out.
+// out[r] = key r . q over columns c0..c0+n (one head) for the rows r < rows of a key region, 16
+// positions (two blocks) at a time. A last partial block also computes the padding positions
+// (zeros, or keys of a longer earlier context), which are not copied out.
 void key_scores(float *out, const float *keys, int c0, const float *q, int rows, int n, int d) {
-    size_t stride = (size_t)ROW_BLOCK * d;
-    for (int first = 0; first < rows; first += 2 * ROW_BLOCK) {
-        float y[2 * ROW_BLOCK];
-        const float *block = keys + (size_t)(first / ROW_BLOCK) * stride + (size_t)c0 * ROW_BLOCK;
-        int m = min_int(2 * ROW_BLOCK, rows - first);
-        if (m > ROW_BLOCK) block_dot(y, block, stride, q, n, 2);
-        else block_dot(y, block, stride, q, n, 1);
-        for (int r = 0; r < m; r++) out[first + r] = y[r];
-    }
+    size_t stride = (size_t)ROW_BLOCK * d;   // between blocks
+    for (int first = 0; first < rows; first += 2 * ROW_BLOCK)
+        pair_dot(out + first, keys + (size_t)(first / ROW_BLOCK) * stride + (size_t)c0 * ROW_BLOCK, stride, q, n,
+                 min_int(2 * ROW_BLOCK, rows - first));
 }
 
 // y[0..width) += sum over j < rows of p[j] * v[j * ld + 0..width): width (4 LANES, LANES or 1)
