@@ -1106,7 +1106,8 @@ void stage2_loss(real *loss_tok, real *dz, const real *ce, const real *z, real k
 //   + V R / N + 11 d + 3 F + 2          logits of one chunk of R = min(N, HEAD_ROWS) tokens, emb,
 //                                       one layer's backward scratch, losses
 // plus 2 S^2 per thread for attention scores (2 S / B per token). acts_bytes_per_token()
-// measures the layout itself.
+// measures the layout itself. Not counted: the short-lived packing buffers of matmul (up to
+// 2 x 4 MiB per call) and of attention (~5 S hd per thread), freed when the call returns.
 
 struct LayerActs {
     real *xa;          // (N, d) norm_attn_pre(x), the attention input
