@@ -494,8 +494,9 @@ int main(void) {
            "   training token, ouro.c's acts_bytes_per_token)\n");
     // decoding is bound by memory traffic: compare it with a plain read of as many bytes, its
     // working set (the weights and the full-context KV caches). The read is timed right after the
-    // decoding and again now, and the faster one kept: a slow phase of the machine during one
-    // probe would otherwise put decoding above 100% of it.
+    // decoding and again now, and the faster one kept (the machine has slow phases). Decoding can
+    // still beat it: the read streams the whole set every pass, while a token re-reads its layer
+    // weights at every step, and the caches keep part of them.
     printf("\ndecoding at full depth reads every weight once per step, and its K/V (decode_bytes):\n");
     for (int i = 0; i < 2; i++) {
         const Config *c = &configs[i].cfg;
