@@ -360,8 +360,8 @@ void ouro_zero_grad(Ouro *m) {
 // identical with 1, 2, ... threads and without OpenMP. There are at least as many blocks as
 // threads (a multiple of their number), which keeps all cores busy for small M too (the dW
 // products: M = 256 rows), and threads take them dynamically.
-// Called from inside a parallel region (attention runs one call per (batch, head)), matmul runs
-// on the calling thread alone; its packing buffers are per call, so it is re-entrant.
+// Called from inside a parallel region, matmul runs on the calling thread alone; its packing
+// buffers are per call, so it is re-entrant.
 
 #define MR 6
 #define NR 16
@@ -495,12 +495,12 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     int blocks = round_up((M + mc_max - 1) / mc_max, threads);
     int mc = round_up((M + blocks - 1) / blocks, MR);
     int nc_max = min_int(round_up(N, NR), max_int(NR, B_PANEL / kp_max / NR * NR));
-    // two panels of op(B) when threads share them: a thread may pack the next panel while the
-    // other still multiplies with the current one, so one barrier per panel is enough
     // op(A) is read in place, not packed, when few slivers of B will read it: N <= 4 NR. Packing
     // it took about as long as multiplying (each value feeds only 2 x N FLOPs); in place, a
     // 64 x 32 x 256 product runs ~20% faster.
     int a_in_place = N <= 4 * NR;
+    // two panels of op(B) when threads share them: a thread may pack the next panel while the
+    // other still multiplies with the current one, so one barrier per panel is enough
     size_t panel = (size_t)kp_max * nc_max;
     real *Bp = alloc_panel(threads > 1 ? 2 * panel : panel);
 
@@ -947,8 +947,8 @@ real sigmoid(real z) { return 1 / (1 + exp(-z)); }
 // This is possible because dLoss/dCE_t = p(t)/N is known before the logits: p comes from the exit
 // gate, which reads h, not the logits. So B*S*V*T logits never exist at once: the tokens go in
 // chunks of HEAD_ROWS, and logits (HEAD_ROWS, V) is reused by every chunk of every step. A chunk's
-// logits stay in cache between the four passes over them (matmul, softmax, the two products of
-// the gradient), and the buffer does not grow with N. dhead sums the chunks in order, the same
+// logits are read by four passes (matmul, softmax, the two products of the gradient) while they
+// are still in cache (L3 at V = 4096: 8 MiB), and the buffer does not grow with N. dhead sums the chunks in order, the same
 // for any thread count. Each chunk packs the whole head matrix twice (as B of the forward and of
 // dh), so larger chunks pack it less often: 512 rows ran the head +9% faster than 256 on two
 // threads (V 4096, d 256), 1024 no faster than 512; the buffer is 8 MiB at V = 4096.

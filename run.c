@@ -214,7 +214,7 @@ void weighted_rows(float *y, const float *v, size_t ld, const float *p, int rows
 // ----------------------------------------------------------------------------
 // Model: the export file, memory-mapped
 
-// The weight matrices again, in the order decoding reads them (see repack_rows below): one
+// The weight matrices again, in the order decoding reads them (see repack_rows above): one
 // allocation, each matrix (rows, cols) taking round_up(rows, 8) * cols floats, per layer.
 // Matrices that multiply the same vector are stacked into one: wq, wk, wv (their rows one after
 // the other) and mlp_gate, mlp_up. One product, one parallel region, instead of three or two.
@@ -407,7 +407,7 @@ typedef struct {
     int L, d, seq_cap;   // layers, width, positions (max_seq_len)
     int split;           // positions < split keep K/V per step; the others use the shared cache
     // Regions of rows (positions) x d, each padded to whole blocks of 8 rows; keys in key_index's
-    // blocks, values one row per position. step_keys() etc. give a region's first row.
+    // blocks, values one row per position. step_region() and shared_region() give a region's first row.
     float *key_cache, *value_cache;    // (n_steps, L) regions of split rows
     float *key_shared, *value_shared;  // (L) regions of seq_cap - split rows; none for full (split = seq_cap)
     size_t cache_bytes;

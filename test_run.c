@@ -548,8 +548,12 @@ static void test_run_kv_layout(void) {
     const Config *c = &m.cfg;
     int d = c->d, split = 5;
     RunState s;
-    if (runstate_init(&s, &m, KV_FIRST, c->T, split, 0)) { check(0, "runstate_init: %s", ouro_error); return; }
-    // entry (t, l, pos) holds the value 1000 pos + 100 t + 10 l + i/d (keys) or its negative (values)
+    if (runstate_init(&s, &m, KV_FIRST, c->T, split, 0)) {
+        check(0, "runstate_init: %s", ouro_error);
+        run_test_close(&net, &m, path);
+        return;
+    }
+    // entry (t, l, pos) holds the value 1000 pos + 100 t + 10 l + i/d (values) or its negative (keys)
     for (int pos = 0; pos < s.seq_cap; pos++)
         for (int t = 0; t < (pos < split ? s.n_steps : 1); t++)
             for (int l = 0; l < c->L; l++) {
