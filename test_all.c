@@ -425,6 +425,46 @@ static void test_matmul(void) {
     }
 }
 
+// fast_exp (the float build's exp for softmaxes and SwiGLU) against libm's, in ulps of the exact
+// result, over its whole range [-87, 88] (a fine sweep plus the points where 2^n changes); the
+// clamp outside it; NaN and infinities giving NaN; and softmax_exp's sum, including its scalar
+// tail (n not a multiple of 8). The double build uses libm's exp itself, so this is float only.
+static void test_fast_exp(void) {
+#ifndef OURO_DOUBLE
+    double worst = 0, worst_x = 0;
+    for (int i = 0; i <= 400000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 400000;
+        for (int edge = 0; edge < 2; edge++) {
+            if (edge) x = (float)(round(x / M_LN2) + 0.5) * (float)M_LN2;  // where round(x / ln2) steps
+            if (x < -87.0f || x > 88.0f) continue;
+            double want = exp((double)x), ulp = ldexp(1.0, ilogb(want) - 23);
+            double err = fabs(fast_exp(x) - want) / ulp;
+            if (err > worst) worst = err, worst_x = x;
+        }
+    }
+    check(worst <= 1.5, "fast_exp: %.2f ulp from exp at x = %.6g (bound 1.5)", worst, worst_x);
+    float tiny = fast_exp(-100.0f), huge = fast_exp(100.0f);
+    check(tiny > 0 && tiny == fast_exp(-87.0f) && tiny < 1e-37f, "fast_exp(-100) = %g: want exp(-87), a normal float", tiny);
+    check(isfinite(huge) && huge == fast_exp(88.0f), "fast_exp(100) = %g: want exp(88)", huge);
+    check(isnan(fast_exp(NAN)) && isnan(fast_exp(INFINITY)) && isnan(fast_exp(-INFINITY)),
+          "fast_exp of NaN, +inf, -inf: want NaN");
+    for (int n = 1; n <= 21; n += 5) {  // 1, 6, 11, 16, 21: tails of 1, 6, 3, 0 and 5 values
+        real x[21];
+        double want = 0, worst_rel = 0;
+        for (int j = 0; j < n; j++) x[j] = (real)(0.37 * j - 3), want += exp(0.5 * x[j] - 1);
+        real want_each[21];
+        for (int j = 0; j < n; j++) want_each[j] = (real)exp(0.5 * x[j] - 1);
+        double sum = softmax_exp(x, n, 0.5f, 1.0f);
+        for (int j = 0; j < n; j++) {
+            double rel = fabs(x[j] - want_each[j]) / want_each[j];
+            if (rel > worst_rel) worst_rel = rel;
+        }
+        check(fabs(sum - want) <= 1e-6 * want && worst_rel <= 3e-7,
+              "softmax_exp n = %d: sum %.9g (want %.9g), worst element %.2g relative", n, sum, want, worst_rel);
+    }
+#endif
+}
+
 // attention_forward / attention_backward against their definition, in double, at real head
 // sizes: hd 32 (two whole 16-wide slivers, the bench models) and 20 (a partial one), S 100 (two
 // whole 48-row blocks and a partial one, partial 6-row slivers), and at hd 4 > S 3, where the
@@ -799,6 +839,7 @@ static void test_plots(void) {
 
 int main(void) {
     int threads = max_threads();
+    test_fast_exp();
     test_matmul();
     test_attention();
     test_gradients();
