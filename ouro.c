@@ -1535,15 +1535,18 @@ void ouro_adamw(Ouro *m, double lr, double weight_decay) {
     }
 }
 
-// The name of the first tensor of a parameter-shaped array holding a NaN or an infinity, or NULL.
-const char *first_nonfinite_tensor(const Ouro *m, const real *memory) {
+// The name of the first tensor of a parameter-shaped array holding a NaN or an infinity (or,
+// when `nonnegative`, a negative value), or NULL.
+const char *first_bad_tensor(const Ouro *m, const real *memory, int nonnegative) {
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         const real *x = param_tensor((real *)memory, m->param_sizes, i);
         for (size_t j = 0; j < m->param_sizes[i]; j++)
-            if (!isfinite(x[j])) return param_names[i];
+            if (!isfinite(x[j]) || (nonnegative && x[j] < 0)) return param_names[i];
     }
     return NULL;
 }
+
+const char *first_nonfinite_tensor(const Ouro *m, const real *memory) { return first_bad_tensor(m, memory, 0); }
 
 void ouro_free(Ouro *m) {
     acts_free(m);
@@ -1567,12 +1570,14 @@ void ouro_free(Ouro *m) {
 //           12  uint32   real_bytes: 4 (float32), or 8 from the double-precision test build
 //           16  Config   40 bytes: int32 V d H F L T max_seq_len tied, float32 rope_theta norm_eps
 //           56  uint64   n_params
-//           64  uint64   step        optimizer steps taken
+//           64  uint64   step        optimizer steps taken (at most INT32_MAX)
 //           72  uint64   rng_state   the trainer's RNG (batch sampling resumes where it stopped)
 //           80  uint64   data_pos    the trainer's data position
 //           88  zeros up to 128
 //          128  params, adam_m, adam_v    3 * n_params * real_bytes
-// The file length must equal 128 + 3 * n_params * real_bytes exactly.
+// The file length must equal 128 + 3 * n_params * real_bytes exactly. The loader also rejects
+// non-zero reserved bytes, non-finite values and a negative second moment: a file with any of
+// them was not written by ouro_save_checkpoint, and training from it would spread NaNs.
 
 #define CKPT_MAGIC "OUROCKPT"
 #define CKPT_VERSION 1
@@ -1590,6 +1595,12 @@ typedef struct {
 } CheckpointHeader;
 _Static_assert(sizeof(CheckpointHeader) == 128, "checkpoint header must be 128 bytes");
 _Static_assert(offsetof(CheckpointHeader, n_params) == 56, "checkpoint header layout");
+
+static int all_zero(const uint8_t *bytes, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (bytes[i]) return 0;
+    return 1;
+}
 
 int ouro_save_checkpoint(const Ouro *m, const char *path, uint64_t rng_state, uint64_t data_pos) {
     CheckpointHeader hdr;
@@ -1635,6 +1646,8 @@ int ouro_load_checkpoint(Ouro *m, const char *path, uint64_t *rng_state, uint64_
     else if (hdr.real_bytes != sizeof(real))
         err = fail(path, "holds %u-byte reals, this build uses %zu-byte reals", hdr.real_bytes, sizeof(real));
     else if (config_validate(&hdr.config, path)) err = -1;
+    else if (hdr.step > INT32_MAX) err = fail(path, "step %llu is out of range", (unsigned long long)hdr.step);
+    else if (!all_zero(hdr.reserved, sizeof hdr.reserved)) err = fail(path, "reserved header bytes are not zero");
     if (err) { fclose(f); return -1; }
     size_t sizes[N_PARAM_TENSORS], n_params, body;
     if (param_sizes(&hdr.config, sizes, &n_params)) { fclose(f); return fail(path, "config overflows: %s", ouro_error); }
@@ -1653,6 +1666,10 @@ int ouro_load_checkpoint(Ouro *m, const char *path, uint64_t *rng_state, uint64_
              fread(m->adam_v, sizeof(real), n_params, f) == n_params;
     fclose(f);
     if (!ok) { ouro_free(m); return fail(path, "short read"); }
+    const char *what = "a non-finite parameter", *bad = first_bad_tensor(m, m->params_memory, 0);
+    if (!bad) what = "a non-finite first moment", bad = first_bad_tensor(m, m->adam_m, 0);
+    if (!bad) what = "a non-finite or negative second moment", bad = first_bad_tensor(m, m->adam_v, 1);
+    if (bad) { ouro_free(m); return fail(path, "corrupt: %s in %s", what, bad); }
     m->step = hdr.step;
     if (rng_state) *rng_state = hdr.rng_state;
     if (data_pos) *data_pos = hdr.data_pos;
@@ -1673,7 +1690,8 @@ int ouro_load_checkpoint(Ouro *m, const char *path, uint64_t *rng_state, uint64_
 //           72  zeros up to 256
 //          256  float32 weights[n_weights]
 //               tokenizer file (its own format, magic "OUROTOKN")
-// The file length must equal 256 + 4 * n_weights + tokenizer_bytes exactly.
+// The file length must equal 256 + 4 * n_weights + tokenizer_bytes exactly; the reserved bytes
+// must be zeros and every weight finite.
 
 #define EXPORT_MAGIC "OUROMODL"
 #define EXPORT_VERSION 1
@@ -1728,6 +1746,10 @@ int export_check(const void *data, size_t size, const char *path, ExportHeader *
         hdr->tokenizer_bytes > SIZE_MAX - body || size != body + hdr->tokenizer_bytes)
         return fail(path, "file is %zu bytes, its header implies %zu + %llu tokenizer bytes", size, body,
                     (unsigned long long)hdr->tokenizer_bytes);
+    if (!all_zero(hdr->reserved, sizeof hdr->reserved)) return fail(path, "reserved header bytes are not zero");
+    const float *weights = (const float *)((const char *)data + sizeof *hdr);
+    for (size_t i = 0; i < n_params; i++)
+        if (!isfinite(weights[i])) return fail(path, "corrupt: weight %zu of %zu is not finite", i, n_params);
     return 0;
 }
 

@@ -347,6 +347,37 @@ static void test_checkpoint(void) {
     write_bytes(bad, buf, len);
     check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "version"),
           "wrong version accepted (error: %s)", ouro_error);
+    hdr->version = CKPT_VERSION;
+    hdr->step = 0xFFFFFFFFull;  // (int) of it is -1: the trainer would index its loss array at -1
+    write_bytes(bad, buf, len);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "step"),
+          "step 2^32 - 1 accepted (error: %s)", ouro_error);
+    hdr->step = m.step;
+    hdr->reserved[39] = 1;
+    write_bytes(bad, buf, len);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "reserved"),
+          "non-zero reserved bytes accepted (error: %s)", ouro_error);
+    hdr->reserved[39] = 0;
+    // the three arrays follow the header: params, adam_m, adam_v; the last value of each is
+    // the last of the last tensor
+    real *arrays = (real *)(buf + sizeof *hdr), nan_value = NAN, minus_one = -1, saved_value;
+    const char *last_tensor = param_names[N_PARAM_TENSORS - 1];
+    struct { size_t at; real value; const char *what; } bad_values[] = {
+        {m.n_params - 1, nan_value, "non-finite parameter"},
+        {2 * m.n_params - 1, nan_value, "non-finite first moment"},
+        {3 * m.n_params - 1, minus_one, "negative second moment"},
+    };
+    for (int i = 0; i < 3; i++) {
+        memcpy(&saved_value, arrays + bad_values[i].at, sizeof(real));
+        memcpy(arrays + bad_values[i].at, &bad_values[i].value, sizeof(real));
+        write_bytes(bad, buf, len);
+        check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, bad_values[i].what) &&
+              strstr(ouro_error, last_tensor), "%s accepted (error: %s)", bad_values[i].what, ouro_error);
+        memcpy(arrays + bad_values[i].at, &saved_value, sizeof(real));
+    }
+    write_bytes(bad, buf, len);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) == 0, "the restored checkpoint is rejected: %s", ouro_error);
+    ouro_free(&r);
     check(ouro_load_checkpoint(&r, "/tmp/ouro_no_such_file", NULL, NULL) != 0, "missing checkpoint accepted");
     free(buf);
     remove(path);
@@ -710,6 +741,15 @@ static void test_export_round_trip(void) {
         check(hdr.tokenizer_bytes == tok_size && memcmp(w + hdr.n_weights, tok_file, tok_size) == 0,
               "export: embedded tokenizer differs from %s", FIX_TOK);
         check(export_check(file, size - 1, path, &hdr) != 0 && strstr(ouro_error, "bytes"), "truncated export accepted");
+        ExportHeader *h = (ExportHeader *)file;
+        h->reserved[0] = 7;
+        check(export_check(file, size, path, &hdr) != 0 && strstr(ouro_error, "reserved"), "export with reserved bytes set accepted");
+        h->reserved[0] = 0;
+        float *weights = (float *)(file + sizeof *h), kept = weights[5];
+        weights[5] = INFINITY;
+        check(export_check(file, size, path, &hdr) != 0 && strstr(ouro_error, "weight 5 "), "export with an infinite weight accepted: %s", ouro_error);
+        weights[5] = kept;
+        check(export_check(file, size, path, &hdr) == 0, "the restored export is rejected: %s", ouro_error);
         file[0] = 'x';
         check(export_check(file, size, path, &hdr) != 0 && strstr(ouro_error, "magic"), "export with bad magic accepted");
         free(file);
@@ -759,9 +799,26 @@ static void test_train_rejects_bad_input(void) {
     check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "exists"), "a new run would overwrite a checkpoint: '%s'", ouro_error);
     trainer_free(&tr);
     o.resume = 1; o.S = 32; o.steps = 4;
-    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "max_seq_len"), "S > max_seq_len accepted: '%s'", ouro_error);
+    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "max_seq_len") && strstr(ouro_error, FIX_CKPT),
+          "S > max_seq_len accepted, or the checkpoint not named: '%s'", ouro_error);
     trainer_free(&tr);
     o.S = 16;
+    // a checkpoint past --steps, and one whose RNG state is 0 (xorshift would stay at 0)
+    o.steps = 1;
+    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "past --steps"), "resuming past --steps accepted: '%s'", ouro_error);
+    trainer_free(&tr);
+    o.steps = 4;
+    CheckpointHeader zero_rng;
+    memcpy(&zero_rng, saved, sizeof zero_rng);
+    zero_rng.rng_state = 0;
+    char *copy = xmalloc(saved_len);
+    memcpy(copy, saved, saved_len);
+    memcpy(copy, &zero_rng, sizeof zero_rng);
+    write_bytes(FIX_CKPT, copy, saved_len);
+    check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "RNG state is 0"), "RNG state 0 accepted: '%s'", ouro_error);
+    trainer_free(&tr);
+    write_bytes(FIX_CKPT, saved, saved_len);
+    free(copy);
     if (check(trainer_setup(&tr, &o) == 0, "resume for the NaN test: %s", ouro_error)) {
         tr.model.params.wv[3] = NAN;
         check(trainer_run(&tr) != 0 && strstr(ouro_error, "wv") && strstr(ouro_error, "step 3"),
@@ -817,6 +874,18 @@ static void test_plots(void) {
     check(run_training(&tr, &o) == 0, "training for the log: %s", ouro_error);
     trainer_free(&tr);
     check(write_plots(log, dir) == 0, "plots: %s", ouro_error);
+    // logs that train did not write are rejected with a message, not read at column -1
+    struct { const char *text, *error; } bad_logs[] = {
+        {"kind,step,,loss\ntrain,1,2,3\n", "column 3 of the header has no name"},
+        {"kind,step,loss,p1\neval,1,2,0.5\n", "no column \"stage\""},
+        {"step,kind\n1,train\n", "first column"},
+    };
+    for (int i = 0; i < 3; i++) {
+        write_bytes("/tmp/ouro_test_bad_log.csv", bad_logs[i].text, strlen(bad_logs[i].text));
+        check(write_plots("/tmp/ouro_test_bad_log.csv", dir) != 0 && strstr(ouro_error, bad_logs[i].error),
+              "bad log %d: error '%s' should say '%s'", i, ouro_error, bad_logs[i].error);
+    }
+    remove("/tmp/ouro_test_bad_log.csv");
     const char *names[] = {"loss", "ce_by_step", "exit_distribution", "qexit_tradeoff"};
     for (int i = 0; i < 4; i++) {
         char path[256], *svg = NULL;

@@ -292,9 +292,22 @@ int table_read(Table *t, const char *path) {
     if (!line) { free(buf); return fail(path, "empty log"); }
     for (char *p = line; *p; p++) t->n_cols += *p == ',';
     t->n_cols++;
+    if (t->n_cols > 1024) { free(buf); return fail(path, "%d columns: not a training log", t->n_cols); }
     t->names = xcalloc(t->n_cols, sizeof(char *));
-    char *save_cell, *cell = strtok_r(line, ",", &save_cell);
-    for (int c = 0; c < t->n_cols && cell; c++, cell = strtok_r(NULL, ",", &save_cell)) t->names[c] = strdup(cell);
+    char *cell = line;
+    for (int c = 0; c < t->n_cols; c++) {  // every column named, the first one "kind"
+        char *end = strchr(cell, ',');
+        if (end) *end = 0;
+        int unnamed = !*cell, not_a_log = c == 0 && strcmp(cell, "kind") != 0;
+        if (unnamed || not_a_log) {
+            table_free(t);
+            free(buf);
+            if (not_a_log) return fail(path, "not a training log: its first column is not \"kind\"");
+            return fail(path, "column %d of the header has no name", c + 1);
+        }
+        t->names[c] = strcpy(xmalloc(strlen(cell) + 1), cell);
+        cell = end ? end + 1 : cell;
+    }
     size_t cap = 256;
     t->kinds = xmalloc(cap * sizeof(char *));
     t->values = xmalloc(cap * t->n_cols * sizeof(double));
@@ -311,7 +324,7 @@ int table_read(Table *t, const char *path) {
         for (int c = 0; c < t->n_cols; c++) {
             char *end = strchr(p, ',');
             if (end) *end = 0;
-            if (c == 0) t->kinds[t->n_rows] = strdup(p);
+            if (c == 0) t->kinds[t->n_rows] = strcpy(xmalloc(strlen(p) + 1), p);
             else row[c] = *p ? strtod(p, NULL) : NAN;
             if (!end) { for (int rest = c + 1; rest < t->n_cols; rest++) row[rest] = NAN; break; }
             p = end + 1;
@@ -357,16 +370,38 @@ void table_row_by_step(const Table *t, int row, const char *prefix, int T, doubl
     }
 }
 
+// A column that the plots index rows by and the log lacks, or NULL. A log written by train has
+// them all; anything else is rejected rather than read at column -1.
+const char *missing_column(const Table *t, int T) {
+    static char name[32];
+    const char *fixed[] = {"stage", "step", "loss", "p1"};
+    for (int i = 0; i < 4; i++)
+        if (table_col(t, fixed[i]) < 0) return fixed[i];
+    for (int s = 1; s <= T; s++)
+        if (snprintf(name, sizeof name, "ce%d", s), table_col(t, name) < 0) return name;
+    for (int i = 0; i < N_Q; i++) {
+        if (snprintf(name, sizeof name, "qce_%g", Q_GRID[i]), table_col(t, name) < 0) return name;
+        if (snprintf(name, sizeof name, "qdepth_%g", Q_GRID[i]), table_col(t, name) < 0) return name;
+    }
+    return NULL;
+}
+
 // Writes loss.svg, ce_by_step.svg, exit_distribution.svg and qexit_tradeoff.svg into dir.
 int write_plots(const char *log_path, const char *dir) {
     Table t;
     if (table_read(&t, log_path)) return -1;
-    mkdir(dir, 0755);
     int T = 0;  // the log has columns p1..pT
     for (char name[16]; T < OURO_MAX_T; T++) {
         snprintf(name, sizeof name, "p%d", T + 1);
         if (table_col(&t, name) < 0) break;
     }
+    const char *missing = missing_column(&t, T);
+    if (missing) {
+        fail(log_path, "has no column \"%s\": not a log written by train", missing);
+        table_free(&t);
+        return -1;
+    }
+    mkdir(dir, 0755);
     size_t n = (size_t)t.n_rows + 1;
     double *xs = xcalloc(n * (2 * OURO_MAX_STEPS + 4), sizeof(double));
     double *ys = xcalloc(n * (2 * OURO_MAX_STEPS + 4), sizeof(double));
@@ -540,6 +575,10 @@ int trainer_setup(Trainer *tr, const TrainOptions *o) {
     uint64_t rng_state = 0, data_pos = 0;
     if (o->resume) {
         if (ouro_load_checkpoint(m, o->ckpt_path, &rng_state, &data_pos)) return -1;
+        if (rng_state == 0)  // xorshift stays at 0 once there, so no run ever saves it
+            return fail(o->ckpt_path, "corrupt: its data-sampling RNG state is 0");
+        if (m->step > (uint64_t)o->steps)
+            return fail(o->ckpt_path, "is at step %llu, past --steps %d", (unsigned long long)m->step, o->steps);
     } else if (o->stage == 2) {
         if (ouro_load_checkpoint(m, o->init_path, NULL, NULL)) return -1;
         memset(m->adam_m, 0, m->n_params * sizeof(real));  // a fresh optimizer for the gate
@@ -555,7 +594,8 @@ int trainer_setup(Trainer *tr, const TrainOptions *o) {
     if (m->cfg.V != tr->tok.vocab_size)
         return fail(o->tokenizer_path, "has %d tokens, the model's vocabulary is %d", tr->tok.vocab_size, m->cfg.V);
     if (o->S > m->cfg.max_seq_len)
-        return fail("-S", "%d is longer than the model's max_seq_len %d", o->S, m->cfg.max_seq_len);
+        return fail("-S", "%d is longer than the max_seq_len %d of the model%s%s", o->S, m->cfg.max_seq_len,
+                    o->resume || o->stage == 2 ? " in " : "", o->resume ? o->ckpt_path : o->stage == 2 ? o->init_path : "");
     m->obj = (Objective){.beta = (float)o->beta, .k = (float)o->k, .gamma = (float)o->gamma};
 
     if (load_shard(o->train_path, &tr->tok, o->S, &tr->train_tokens, &tr->n_train)) return -1;
