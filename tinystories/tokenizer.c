@@ -18,8 +18,10 @@
 //              letters counts as a letter: "Lily's", "don't"), or of digits, or of other bytes;
 //              or a run of spaces, which gives its last ' ' to a following word:
 //              "Hi,  Tom!\n" -> "Hi" "," " " " Tom" "!" "\n"
-//   Chunks longer than TOKENIZER_MAX_CHUNK bytes are cut every TOKENIZER_MAX_CHUNK bytes, so a
-//   huge "word" (random bytes, a long line of '=') costs linear time, and no token is longer.
+//   A chunk ends after TOKENIZER_MAX_CHUNK bytes at most, and the scan starts afresh there (so
+//   the byte after a cut begins a new chunk by the rules above: an apostrophe after 64 letters is
+//   punctuation). A huge "word" (random bytes, a long line of '=') costs linear time, and no
+//   token is longer.
 //
 // Training (deterministic): count every distinct chunk once, weighted by its frequency; count
 // the adjacent pairs of all chunks; repeatedly merge the most frequent pair (ties: the smaller
