@@ -121,6 +121,8 @@ typedef struct {
 static inline int atomic_open(AtomicFile *af, const char *path) {
     af->path = path;
     af->failed = 0;
+    struct stat st;   // renaming over a device or a directory would replace it (e.g. /dev/null)
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return fail(path, "exists and is not a regular file");
     if (snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp", path) >= (int)sizeof af->tmp_path)
         return fail(path, "path too long");
     af->f = fopen(af->tmp_path, "wb");

@@ -775,8 +775,11 @@ int sample_top_p(const float *probs, int n, float top_p, ProbIndex *cand, float 
 
 // Samples the next token from logits (V), which it overwrites with probabilities.
 int sampler_sample(Sampler *sp, float *logits) {
-    if (sp->temperature == 0) return argmax(logits, sp->V);
-    for (int i = 0; i < sp->V; i++) logits[i] /= sp->temperature;
+    int best = argmax(logits, sp->V);
+    if (sp->temperature == 0) return best;
+    // (x - max) / temperature <= 0: no overflow to inf (and then NaN) however small the temperature
+    float mx = logits[best];
+    for (int i = 0; i < sp->V; i++) logits[i] = (logits[i] - mx) / sp->temperature;
     softmax_inplace(logits, sp->V);
     float coin = rng_uniform(&sp->rng);
     if (sp->top_p <= 0 || sp->top_p >= 1) return sample_multinomial(logits, sp->V, coin);

@@ -379,6 +379,9 @@ static void test_checkpoint(void) {
     check(ouro_load_checkpoint(&r, bad, NULL, NULL) == 0, "the restored checkpoint is rejected: %s", ouro_error);
     ouro_free(&r);
     check(ouro_load_checkpoint(&r, "/tmp/ouro_no_such_file", NULL, NULL) != 0, "missing checkpoint accepted");
+    struct stat dev;  // saving over a device would rename a regular file over it
+    check(ouro_save_checkpoint(&m, "/dev/null", 1, 0) != 0 && strstr(ouro_error, "not a regular file") &&
+          stat("/dev/null", &dev) == 0 && S_ISCHR(dev.st_mode), "a checkpoint was saved over /dev/null: '%s'", ouro_error);
     free(buf);
     remove(path);
     remove(bad);
@@ -786,6 +789,36 @@ static void test_train_rejects_bad_input(void) {
     check(parse_args(3, argv, &p) != 0 && strstr(ouro_error, "-d"), "non-numeric flag accepted: '%s'", ouro_error);
     char *argv2[] = {"train", "--no-such-flag", "1"};
     check(parse_args(3, argv2, &p) != 0, "unknown flag accepted");
+    struct { char *flags[4]; const char *error; } bad_args[] = {
+        {{"train", "--plot", ""}, "empty value"},                    // would draw into /
+        {{"train", "--init", "ck.bin"}, "--stage 2"},                 // was silently ignored
+        {{"train", "--plot", "figs"}, "needs --log"},                 // failed only after training
+    };
+    for (int i = 0; i < 3; i++) {
+        p = options_default();
+        check(parse_args(3, bad_args[i].flags, &p) != 0 && strstr(ouro_error, bad_args[i].error),
+              "train %s '%s': error '%s' should say '%s'", bad_args[i].flags[1], bad_args[i].flags[2], ouro_error, bad_args[i].error);
+    }
+    char *argv3[] = {"train", "-B", "65536", "-S", "1024"};   // 2^26 tokens in one batch
+    p = options_default();
+    check(parse_args(5, argv3, &p) != 0 && strstr(ouro_error, "tokens per batch"), "B x S = 2^26 accepted: '%s'", ouro_error);
+
+    // the evaluation windows of 2^20 batches of 4096 (2^32: past int) stay inside the shard
+    Trainer big;
+    memset(&big, 0, sizeof big);
+    big.opt.B = 4096; big.opt.S = 1; big.opt.eval_batches = 1 << 20;
+    big.n_val = 100;
+    big.val_tokens = xmalloc(100 * sizeof(uint16_t));
+    for (int i = 0; i < 100; i++) big.val_tokens[i] = (uint16_t)i;
+    big.inputs = xmalloc(4096 * sizeof(int));
+    big.targets = xmalloc(4096 * sizeof(int));
+    int inside = 1;
+    for (int batch = 0; batch < 1 << 20; batch += (1 << 20) - 1) {
+        eval_batch(&big, batch);
+        for (int b = 0; b < 4096; b++) inside &= big.inputs[b] >= 0 && big.targets[b] == big.inputs[b] + 1 && big.targets[b] < 100;
+    }
+    check(inside, "evaluation windows past 2^31 left the validation shard");
+    free(big.val_tokens); free(big.inputs); free(big.targets);
 
     // a good checkpoint, then: a new run must not replace it; S beyond max_seq_len; a NaN weight
     o = small_train_options();

@@ -339,6 +339,12 @@ static void test_run_sampling(void) {
     sampler_init(&sp, 4, 0.0f, 0.9f, 1);
     check(sampler_sample(&sp, logits) == 1, "temperature 0 does not pick the argmax");
     sampler_free(&sp);
+    // a temperature so small that logits / temperature overflow: still the argmax, no NaN
+    float logits2[4] = {1.0f, 3.0f, 2.0f, 0.5f};
+    sampler_init(&sp, 4, 1e-45f, 1.0f, 1);
+    int picked = sampler_sample(&sp, logits2);
+    check(picked == 1 && logits2[1] == 1.0f, "temperature 1e-45 picked %d with probability %g (want 1, 1)", picked, logits2[1]);
+    sampler_free(&sp);
     // p = (0.6, 0.3, 0.1): top-p 0.5 keeps token 0 only; the full distribution is sampled at its rates
     float probs[3] = {0.6f, 0.3f, 0.1f};
     ProbIndex cand[3];

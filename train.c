@@ -133,10 +133,11 @@ void next_batch(Trainer *tr) {
 
 // Validation window w of the fixed evaluation set: windows spread evenly over the shard.
 void eval_batch(Trainer *tr, int batch) {
-    int B = tr->opt.B, S = tr->opt.S, n_windows = tr->opt.eval_batches * B;
+    int B = tr->opt.B, S = tr->opt.S;
+    double n_windows = (double)tr->opt.eval_batches * B;   // up to 2^36: not an int
     for (int b = 0; b < B; b++) {
-        int w = batch * B + b;
-        size_t start = (size_t)((double)w / n_windows * (tr->n_val - S - 1));
+        double w = (double)batch * B + b;                    // < n_windows, so start < n_val - S - 1
+        size_t start = (size_t)(w / n_windows * (tr->n_val - S - 1));
         for (int s = 0; s < S; s++) {
             tr->inputs[b * S + s] = tr->val_tokens[start + s];
             tr->targets[b * S + s] = tr->val_tokens[start + s + 1];
@@ -773,6 +774,10 @@ void usage(void) {
            d.ckpt_every, (unsigned long long)d.seed, d.threads);
 }
 
+// The most tokens one batch may hold: B x S indexes the activations as an int, and at ~90 KB of
+// activations per token this is already far beyond any machine's memory.
+#define MAX_BATCH_TOKENS (1 << 24)
+
 // Parses argv into o. Returns 0, 1 for --help, or -1 with ouro_error naming the flag.
 int parse_args(int argc, char **argv, TrainOptions *o) {
     for (int i = 1; i < argc; i++) {
@@ -783,6 +788,7 @@ int parse_args(int argc, char **argv, TrainOptions *o) {
         if (!strcmp(f, "--quiet")) { o->quiet = 1; continue; }
         if (i + 1 >= argc) return fail(f, "unknown flag, or it needs a value (see --help)");
         const char *v = argv[++i];
+        if (!*v) return fail(f, "empty value");  // an empty path would mean "/loss.svg" or ".tmp"
         double x = 0;
         long n = 0;
         int r = 0;
@@ -825,6 +831,10 @@ int parse_args(int argc, char **argv, TrainOptions *o) {
         else return fail(f, "unknown flag (see --help)");
         if (r) return -1;
     }
+    if ((long long)o->B * o->S > MAX_BATCH_TOKENS)
+        return fail("-B", "B x S = %lld tokens per batch; at most %d", (long long)o->B * o->S, MAX_BATCH_TOKENS);
+    if (o->init_path && o->stage != 2) return fail("--init", "starts Stage II: it needs --stage 2");
+    if (o->plot_dir && !o->log_path) return fail("--plot", "needs --log (the figures are drawn from the log)");
     if (o->warmup > o->steps) o->warmup = o->steps;
     return 0;
 }
@@ -870,7 +880,6 @@ int main(int argc, char **argv) {
         if (!o.quiet) printf("exported %s\n", o.export_path);
     }
     if (o.plot_dir) {
-        if (!o.log_path) die("--plot needs --log (the figures are drawn from the log)");
         if (write_plots(o.log_path, o.plot_dir)) die("%s", ouro_error);
         if (!o.quiet) printf("figures in %s/\n", o.plot_dir);
     }

@@ -5,9 +5,10 @@
 //   encode           stories -> token shards (train/validation split, or one shard)
 //   info             print the header of a shard or a tokenizer
 // Errors print "error: <file or flag>: <what>" and exit with status 1.
-#define _POSIX_C_SOURCE 200809L   // popen/pclose, to stream .tar.gz inputs through the system tar
+#define _XOPEN_SOURCE 700   // POSIX 2008 + XSI: popen/pclose (to stream .tar.gz inputs through tar), realpath
 #include "data.c"
 #include "storygen.c"
+#include <limits.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -317,6 +318,20 @@ void print_shard_summary(const char *path, uint64_t stories, uint64_t bytes, uin
            (unsigned long long)stories, (unsigned long long)n_tokens, vocab, text_tokens ? (double)bytes / text_tokens : 0.0);
 }
 
+// Whether two output paths (which may not exist yet) name the same file: the same name in the
+// same directory, compared by the directory's canonical path ("X", "./X" and "d/../X" agree).
+int same_output(const char *a, const char *b) {
+    const char *paths[2] = {a, b}, *names[2];
+    char dirs[2][PATH_MAX], real[2][PATH_MAX];
+    for (int i = 0; i < 2; i++) {
+        const char *slash = strrchr(paths[i], '/');
+        names[i] = slash ? slash + 1 : paths[i];
+        snprintf(dirs[i], sizeof dirs[i], "%.*s", slash ? (int)(slash - paths[i]) + 1 : 1, slash ? paths[i] : ".");
+        if (!realpath(dirs[i], real[i])) return strcmp(a, b) == 0;  // a missing folder: fails later anyway
+    }
+    return strcmp(real[0], real[1]) == 0 && strcmp(names[0], names[1]) == 0;
+}
+
 int cmd_encode(int argc, char **argv) {
     if (wants_help(argc, argv)) { fputs(ENCODE_USAGE, stdout); return 0; }
     const char *in[MAX_INPUTS], *tok_path = NULL, *out = NULL, *out_train = NULL, *out_val = NULL;
@@ -339,7 +354,7 @@ int cmd_encode(int argc, char **argv) {
     if (!out && !(out_train && out_val)) die("encode: give --out FILE, or both --out-train FILE and --out-val FILE");
     if (out && (fraction >= 0 || val_stories)) die("encode: --val-fraction/--val-stories need --out-train and --out-val");
     if (fraction >= 0 && val_stories) die("encode: give --val-fraction or --val-stories, not both");
-    if (out_train && !strcmp(out_train, out_val)) die("encode: --out-train and --out-val are the same file");
+    if (out_train && same_output(out_train, out_val)) die("encode: --out-train and --out-val are the same file");
 
     Tokenizer tok;
     if (tokenizer_load(&tok, tok_path)) die("%s", ouro_error);
