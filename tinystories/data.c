@@ -10,6 +10,7 @@
 #define OURO_DATA_C
 
 #include "tokenizer.c"
+#include <limits.h>  // PATH_MAX
 
 #define SHARD_MAGIC "OUROSHRD"
 #define SHARD_VERSION 1
@@ -37,6 +38,20 @@ void shard_header_bytes(unsigned char hdr[SHARD_HEADER_BYTES], int vocab_size, u
     le_put_u32(hdr + 8, SHARD_VERSION);
     le_put_u32(hdr + 12, (uint32_t)vocab_size);
     le_put_u64(hdr + 16, n_tokens);
+}
+
+// Whether two output paths (which may not exist yet) name the same file: the same name in the
+// same directory, compared by the directory's canonical path ("X", "./X" and "d/../X" agree).
+int same_output(const char *a, const char *b) {
+    const char *paths[2] = {a, b}, *names[2];
+    char dirs[2][PATH_MAX], real[2][PATH_MAX];
+    for (int i = 0; i < 2; i++) {
+        const char *slash = strrchr(paths[i], '/');
+        names[i] = slash ? slash + 1 : paths[i];
+        snprintf(dirs[i], sizeof dirs[i], "%.*s", slash ? (int)(slash - paths[i]) + 1 : 1, slash ? paths[i] : ".");
+        if (!realpath(dirs[i], real[i])) return strcmp(a, b) == 0;  // a missing folder: fails later anyway
+    }
+    return strcmp(real[0], real[1]) == 0 && strcmp(names[0], names[1]) == 0;
 }
 
 // Opens path for streaming: the header is written with n_tokens = 0 and patched on close.

@@ -8,7 +8,6 @@
 #define _XOPEN_SOURCE 700   // POSIX 2008 + XSI: popen/pclose (to stream .tar.gz inputs through tar), realpath
 #include "data.c"
 #include "storygen.c"
-#include <limits.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -316,20 +315,6 @@ void print_shard_summary(const char *path, uint64_t stories, uint64_t bytes, uin
     uint64_t text_tokens = n_tokens - stories;   // without the <|endoftext|> tokens
     printf("wrote %s: %llu stories, %llu tokens (vocab %d), %.3f bytes/token (text only)\n", path,
            (unsigned long long)stories, (unsigned long long)n_tokens, vocab, text_tokens ? (double)bytes / text_tokens : 0.0);
-}
-
-// Whether two output paths (which may not exist yet) name the same file: the same name in the
-// same directory, compared by the directory's canonical path ("X", "./X" and "d/../X" agree).
-int same_output(const char *a, const char *b) {
-    const char *paths[2] = {a, b}, *names[2];
-    char dirs[2][PATH_MAX], real[2][PATH_MAX];
-    for (int i = 0; i < 2; i++) {
-        const char *slash = strrchr(paths[i], '/');
-        names[i] = slash ? slash + 1 : paths[i];
-        snprintf(dirs[i], sizeof dirs[i], "%.*s", slash ? (int)(slash - paths[i]) + 1 : 1, slash ? paths[i] : ".");
-        if (!realpath(dirs[i], real[i])) return strcmp(a, b) == 0;  // a missing folder: fails later anyway
-    }
-    return strcmp(real[0], real[1]) == 0 && strcmp(names[0], names[1]) == 0;
 }
 
 int cmd_encode(int argc, char **argv) {

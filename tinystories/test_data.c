@@ -554,7 +554,21 @@ static void test_split_rule(void) {
     split_free(&f);
 }
 
+// prepare encode's check that --out-train and --out-val differ: by canonical folder and name,
+// not by spelling ("./X" is "X"; a string compare let both writers share one temp file).
+static void test_same_output(void) {
+    struct { const char *a, *b; int same; } cases[] = {
+        {"ouro_x.bin", "./ouro_x.bin", 1}, {"/tmp/ouro_x.bin", "/tmp/../tmp/ouro_x.bin", 1},
+        {"/tmp/ouro_x.bin", "/tmp/ouro_y.bin", 0}, {"/tmp/ouro_x.bin", "/ouro_x.bin", 0},
+        {"/no/such/dir/x", "/no/such/dir/x", 1}, {"/no/such/dir/x", "/no/such/dir/y", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        check(same_output(cases[i].a, cases[i].b) == cases[i].same, "same_output(%s, %s) should be %d",
+              cases[i].a, cases[i].b, cases[i].same);
+}
+
 static void run_data_tests(void) {
+    test_same_output();
     test_tokenizer_chunks();
     test_tokenizer_round_trip_random();
     test_tokenizer_deterministic_save_load();
