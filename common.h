@@ -221,7 +221,7 @@ static inline int parse_double(const char *flag, const char *s, double lo, doubl
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(v)) return fail(flag, "expected a number, got '%s'", s);
-    if (v < lo || v > hi) return fail(flag, "%g is out of range [%g, %g]", v, lo, hi);
+    if (v < lo || v > hi) return fail(flag, "%s is out of range [%g, %g]", s, lo, hi);  // s: %g rounds
     *out = v;
     return 0;
 }

@@ -799,6 +799,9 @@ static void test_train_rejects_bad_input(void) {
         check(parse_args(3, bad_args[i].flags, &p) != 0 && strstr(ouro_error, bad_args[i].error),
               "train %s '%s': error '%s' should say '%s'", bad_args[i].flags[1], bad_args[i].flags[2], ouro_error, bad_args[i].error);
     }
+    char *argv4[] = {"train", "--lr", "10.0001"};   // the message quotes the value, not a rounded %g
+    p = options_default();
+    check(parse_args(3, argv4, &p) != 0 && strstr(ouro_error, "10.0001 is out of range"), "--lr 10.0001: '%s'", ouro_error);
     char *argv3[] = {"train", "-B", "65536", "-S", "1024"};   // 2^26 tokens in one batch
     p = options_default();
     check(parse_args(5, argv3, &p) != 0 && strstr(ouro_error, "tokens per batch"), "B x S = 2^26 accepted: '%s'", ouro_error);

@@ -463,7 +463,9 @@ int cmd_info(int argc, char **argv) {
         if (!strcmp(argv[i], "--tokenizer")) tok_path = flag_value(argc, argv, &i, "info");
         else if (!strncmp(argv[i], "--", 2)) unknown_flag(argv[i], "info");
         else if (n_files < MAX_INPUTS) files[n_files++] = argv[i];
+        else die("info: at most %d files", MAX_INPUTS);
     }
+    if (!n_files) die("info: give at least one FILE (see ./prepare info --help)");
     for (int k = 0; k < n_files; k++) {
         char magic[8] = {0};
         FILE *f = file_size(files[k]) < 0 ? NULL : fopen(files[k], "rb");
