@@ -79,6 +79,8 @@ static inline void *xcalloc(size_t count, size_t size) {
     return p;
 }
 
+static inline char *xstrdup(const char *s) { return strcpy(xmalloc(strlen(s) + 1), s); }
+
 // ----------------------------------------------------------------------------
 // files
 

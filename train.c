@@ -306,7 +306,7 @@ int table_read(Table *t, const char *path) {
             if (not_a_log) return fail(path, "not a training log: its first column is not \"kind\"");
             return fail(path, "column %d of the header has no name", c + 1);
         }
-        t->names[c] = strcpy(xmalloc(strlen(cell) + 1), cell);
+        t->names[c] = xstrdup(cell);
         cell = end ? end + 1 : cell;
     }
     size_t cap = 256;
@@ -325,7 +325,7 @@ int table_read(Table *t, const char *path) {
         for (int c = 0; c < t->n_cols; c++) {
             char *end = strchr(p, ',');
             if (end) *end = 0;
-            if (c == 0) t->kinds[t->n_rows] = strcpy(xmalloc(strlen(p) + 1), p);
+            if (c == 0) t->kinds[t->n_rows] = xstrdup(p);
             else row[c] = *p ? strtod(p, NULL) : NAN;
             if (!end) { for (int rest = c + 1; rest < t->n_cols; rest++) row[rest] = NAN; break; }
             p = end + 1;
@@ -594,9 +594,9 @@ int trainer_setup(Trainer *tr, const TrainOptions *o) {
     }
     if (m->cfg.V != tr->tok.vocab_size)
         return fail(o->tokenizer_path, "has %d tokens, the model's vocabulary is %d", tr->tok.vocab_size, m->cfg.V);
+    const char *model_file = o->resume ? o->ckpt_path : o->stage == 2 ? o->init_path : "the new model";
     if (o->S > m->cfg.max_seq_len)
-        return fail("-S", "%d is longer than the max_seq_len %d of the model%s%s", o->S, m->cfg.max_seq_len,
-                    o->resume || o->stage == 2 ? " in " : "", o->resume ? o->ckpt_path : o->stage == 2 ? o->init_path : "");
+        return fail("-S", "%d is longer than the max_seq_len %d of %s", o->S, m->cfg.max_seq_len, model_file);
     m->obj = (Objective){.beta = (float)o->beta, .k = (float)o->k, .gamma = (float)o->gamma};
 
     if (load_shard(o->train_path, &tr->tok, o->S, &tr->train_tokens, &tr->n_train)) return -1;
