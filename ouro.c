@@ -357,9 +357,9 @@ void ouro_zero_grad(Ouro *m) {
 // barrier per panel (after packing it) is all the waiting there is.
 // Every element of C sums its products in the same order (KC values at a time, from k = 0 up,
 // each group added into C) whatever the thread count and block shapes: results are bitwise
-// identical with 1, 2, ... threads and without OpenMP. There are at least as many blocks as
-// threads (a multiple of their number), which keeps all cores busy for small M too (the dW
-// products: M = 256 rows), and threads take them dynamically.
+// identical with 1, 2, ... threads and without OpenMP. The rows are cut into a multiple of
+// `threads` blocks (rounding each up to whole slivers can leave one or two fewer), which keeps
+// all cores busy for small M too (the dW products: M = 256 rows); threads take them dynamically.
 // Called from inside a parallel region, matmul runs on the calling thread alone; its packing
 // buffers are per call, so it is re-entrant.
 
@@ -388,7 +388,7 @@ static const real *element(const real *X, int ld, int trans, int row, int col) {
 
 // o[r] = x[r * stride] for r < W, zero from r = n on (the padding of an edge sliver).
 // A whole contiguous column is a memcpy: gcc builds the loop below from scalar loads even when
-// stride is 1, and the copy runs 2.5x faster (attention packs four such panels per head).
+// stride is 1, and the copy runs 2.5x faster (attention packs four such panels per head: v in the forward; k, dy, q in the backward).
 static inline void pack_column(real *restrict o, const real *restrict x, size_t stride, int n, int W) {
     if (n >= W && stride == 1)
         memcpy(o, x, (size_t)W * sizeof(real));
@@ -409,7 +409,7 @@ static void pack_block(real *restrict out, const real *restrict X, int ld, int t
         for (int k = 0; k < kc; k++) {
             // Each stored row is a short run (the block's width, ~1 KiB), far from the next one:
             // the hardware prefetcher follows that poorly, so ask for row k + 8 now. The dW
-            // products, whose A is packed this way from memory, run 5-10% faster.
+            // products, whose A is packed this way from memory, run 5-12% faster.
             if (k + 8 < kc)
                 for (int s = 0; s < rows; s += 64 / (int)sizeof(real)) __builtin_prefetch(X + (size_t)(k + 8) * ld + s);
             for (int s = 0; s < rows; s += W)
@@ -499,7 +499,8 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     if (omp_get_level() == 0 && 2.0 * M * N * K > 2e6) threads = omp_get_max_threads();
 #endif
     // Block shapes (see the top): kp_max deep, a multiple of KC unless it is all of K; mc rows,
-    // as even as possible and a multiple of `threads` of them; nc_max columns.
+    // M cut as evenly as possible into a multiple of `threads` blocks, rounded up to MR; nc_max
+    // columns.
     int kp_max = min_int(K, transA ? KC : 3 * KC);
     int mc_max = max_int(MR, A_BLOCK / kp_max / MR * MR);
     int blocks = round_up((M + mc_max - 1) / mc_max, threads);
@@ -676,7 +677,7 @@ void rmsnorm_forward(real *out, real *rstd, const real *x, const real *w, int N,
 //   dw += sum_n dout * u
 //   du  = dout * w
 //   dx += r * (du - u * mean(du * u))    the mean term is r's dependence on x:
-//                                         dr/dx_j = -r^3 x_j / d = -r u_j / d
+//                                         dr/dx_j = -r^3 x_j / d = -r^2 u_j / d
 // dw sums over tokens in fixed chunks of NORM_ROWS rows, then adds the chunk sums in chunk order:
 // the rows are read contiguously (a sum per column would stride through memory), and every sum
 // has the same order for any number of threads.
@@ -745,7 +746,8 @@ void rope_apply(real *x, const real *cosines, const real *sines, int B, int S, i
 //
 // The products go straight to matmul's macro-kernel. With K = hd = 32 or so, each packed value
 // feeds only a few FLOPs, so packing is the cost to save: every operand that plays B is packed
-// once per head (k^T for q k^T, v for P v, ...) and used by all blocks; every A is read in place.
+// once per head (k^T for q k^T, v for P v, ...) and used by all blocks; every A is read in place
+// (but a partial last sliver, which head_product copies with zero padding).
 // Causal blocks: half of the S x S square is masked, so it is not computed. The queries go in
 // blocks of ATT_BLOCK rows; the block of rows i0..i1-1 sees keys 0..i1-1, so its products are
 // (rows, i1) instead of (rows, S). Only the upper triangle of the diagonal block is computed and
@@ -858,10 +860,11 @@ void attention_head_backward(real *dq, real *dk, real *dv, real *P, real *dP, re
 }
 
 // Multi-head causal attention over the batch: y (N, d) from q, k, v (N, d), lse (B, H, S).
-// Parallel over batch x head; scratch holds one (S, S) score matrix per thread, and each thread
-// has its own buffer for the packed operands of its head. Heads are handed out dynamically, as
-// matmul's blocks are, so a thread slowed by another program takes fewer (2 threads: 0.96x the
-// time); a head's result does not depend on which thread computes it.
+// Parallel over batch x head; scratch holds a (2, S, S) pair per thread (the backward's P and dP;
+// the forward uses the first for its scores), and each thread has its own buffer for the packed
+// operands of its head. Heads are handed out dynamically, as matmul's blocks are, so a thread
+// slowed by another program takes fewer (2 threads: 0.96x the time); a head's result does not
+// depend on which thread computes it.
 void attention_forward(real *y, real *lse, real *scratch, const real *q, const real *k,
                        const real *v, int B, int S, int d, int H, int n_threads) {
     int hd = d / H;
