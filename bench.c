@@ -232,8 +232,8 @@ static double time_train_step(const BenchConfig *b) {
         random_tokens(y, N, b->cfg.V, &rng);
         double t0 = now();
         ouro_zero_grad(&m);
-        if (ouro_forward(&m, x, y, b->B, b->S, b->cfg.T, OURO_STAGE1)) die("bench %s: %s", b->name, ouro_error);
-        ouro_backward(&m);
+        if (ouro_forward(&m, x, y, b->B, b->S, b->cfg.T, OURO_STAGE1) || ouro_backward(&m))
+            die("bench %s: %s", b->name, ouro_error);
         ouro_clip_grad(&m, 1.0);
         ouro_adamw(&m, 1e-3, 0.1);
         if (r >= 0) seconds[r] = now() - t0;

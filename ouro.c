@@ -239,7 +239,7 @@ typedef struct {
     size_t param_sizes[N_PARAM_TENSORS];
     size_t n_params;
     real *params_memory;  Params params;
-    real *grads_memory;   Params grads;  // NULL until the first training forward
+    real *grads_memory;   Params grads;  // NULL until ouro_zero_grad or a training forward
     real *adam_m, *adam_v;               // AdamW first and second moments, same layout
     uint64_t step;                       // optimizer steps taken (bias correction, schedules)
     real *rope_cos, *rope_sin;           // (max_seq_len, hd/2)
@@ -307,7 +307,7 @@ int ouro_init(Ouro *m, const Config *cfg, uint64_t seed) {
     return 0;
 }
 
-// Gradient and AdamW buffers, allocated on the first training step.
+// Gradient and AdamW buffers, allocated by the first ouro_zero_grad or training forward (zeroed).
 void ouro_alloc_training(Ouro *m) {
     if (m->grads_memory) return;
     m->grads_memory = xcalloc(m->n_params, sizeof(real));
@@ -1366,6 +1366,7 @@ void metrics_compute(Ouro *m);
 int ouro_forward(Ouro *m, const int *inputs, const int *targets, int B, int S, int n_steps, OuroMode mode) {
     const Config *c = &m->cfg;
     int T = c->T, L = c->L, d = c->d;
+    m->mode = OURO_EVAL;   // until this forward succeeds, there is no gradient to take
     if (B < 1 || S < 1 || S > c->max_seq_len)
         return fail("forward", "batch %d x %d: need B >= 1 and 1 <= S <= max_seq_len (%d)", B, S, c->max_seq_len);
     if (n_steps < T || n_steps > 2 * T || (mode != OURO_EVAL && n_steps != T))
@@ -1378,14 +1379,14 @@ int ouro_forward(Ouro *m, const int *inputs, const int *targets, int B, int S, i
         if (inputs[i] < 0 || inputs[i] >= c->V || (targets && (targets[i] < 0 || targets[i] >= c->V)))
             return fail("forward", "token id at position %zu is outside the vocabulary [0, %d)", i, c->V);
     if (acts_reserve(m, B, S)) return -1;
-    if (mode == OURO_STAGE1) ouro_alloc_training(m);
+    if (mode != OURO_EVAL) ouro_alloc_training(m);
     Acts *a = m->acts;
     m->B = B; m->S = S; m->n_steps = n_steps; m->mode = mode;
     memcpy(m->inputs, inputs, N * sizeof(int));
     if (targets) memcpy(m->targets, targets, N * sizeof(int));
 
     embedding_forward(a->emb, m->inputs, m->params.embed, (int)N, d);
-    for (int t = 0; t < n_steps; t++) {           // the same L layers, T times
+    for (int t = 0; t < n_steps; t++) {           // the same L layers, n_steps times (T in training)
         for (int l = 0; l < L; l++) layer_forward(m, t, l);
         readout_forward(m, t);                    // final norm -> h_t, exit gate -> z_t
     }
@@ -1404,8 +1405,11 @@ int ouro_forward(Ouro *m, const int *inputs, const int *targets, int B, int S, i
     return 0;
 }
 
-// Adds the gradient of the last forward's loss (Stage I or Stage II) into m->grads.
-void ouro_backward(Ouro *m) {
+// Adds the gradient of the last forward's loss (Stage I or Stage II) into m->grads. Returns 0, or
+// -1 when there is none: no forward yet, an OURO_EVAL one, or one that failed.
+int ouro_backward(Ouro *m) {
+    if (m->mode == OURO_EVAL)
+        return fail("backward", "the last forward was not a successful Stage I or Stage II forward");
     const Config *c = &m->cfg;
     Acts *a = m->acts;
     int T = c->T, L = c->L, N = m->B * m->S, d = c->d;
@@ -1414,7 +1418,7 @@ void ouro_backward(Ouro *m) {
         for (int t = 0; t < T; t++)
             exit_gate_backward(NULL, m->grads.exit_w, m->grads.exit_b, a->dz + (size_t)t * N, step_h(m, t),
                                m->params.exit_w, N, d);
-        return;
+        return 0;
     }
     exit_distribution_backward(a->dz, a->dlogp, a->z, T, N);
     memset(a->dres, 0, (size_t)N * d * sizeof(real));  // h_T feeds only its own read-outs
@@ -1423,6 +1427,7 @@ void ouro_backward(Ouro *m) {
         for (int l = L - 1; l >= 0; l--) layer_backward(m, t, l);
     }
     embedding_backward(m->grads.embed, a->dres, m->inputs, N, d);
+    return 0;
 }
 
 // ----------------------------------------------------------------------------

@@ -122,7 +122,7 @@ static void gradient_check(const char *label, Config cfg, int B, int S, OuroMode
 
     ouro_zero_grad(&m);
     check(ouro_forward(&m, inputs, targets, B, S, cfg.T, mode) == 0, "%s: forward: %s", label, ouro_error);
-    ouro_backward(&m);
+    check(ouro_backward(&m) == 0, "%s: backward: %s", label, ouro_error);
     real *analytic = xmalloc(m.n_params * sizeof(real));
     memcpy(analytic, m.grads_memory, m.n_params * sizeof(real));
     double worst_ratio = 0;  // largest |analytic - numeric| / tolerance over all checked elements
@@ -182,6 +182,32 @@ static void test_gradients(void) {
     wide.L = 1; wide.T = 2; wide.max_seq_len = 100;
     gradient_check("stage1 B6 x S100", wide, 6, 100, OURO_STAGE1, 0.1f);
 #endif
+}
+
+// ouro_backward takes the gradient of the last successful training forward, and only that one. A
+// Stage II forward allocates the gradients itself (it segfaulted without ouro_zero_grad first).
+static void test_backward_needs_a_training_forward(void) {
+    Config cfg = tiny_config(0);
+    Ouro m;
+    if (!check(ouro_init(&m, &cfg, 1) == 0, "init: %s", ouro_error)) return;
+    int inputs[10], targets[10];
+    Rng rng;
+    rng_seed(&rng, 5);
+    random_tokens(inputs, 10, cfg.V, &rng);
+    random_tokens(targets, 10, cfg.V, &rng);
+    check(ouro_backward(&m) == -1, "backward before any forward was accepted");
+    check(ouro_forward(&m, inputs, targets, 2, 5, cfg.T, OURO_STAGE2) == 0, "stage 2 forward: %s", ouro_error);
+    if (check(ouro_backward(&m) == 0, "stage 2 backward without ouro_zero_grad: %s", ouro_error)) {
+        double gate = sum_squares(m.grads.exit_w, cfg.d) + (double)m.grads.exit_b[0] * m.grads.exit_b[0];
+        check(isfinite(gate) && gate > 0, "stage 2 backward: the gate's gradient is %g", gate);
+    }
+    check(ouro_forward(&m, inputs, targets, 2, 5, cfg.T, OURO_EVAL) == 0, "eval forward: %s", ouro_error);
+    check(ouro_backward(&m) == -1, "backward after an OURO_EVAL forward was accepted");
+    check(ouro_forward(&m, inputs, targets, 2, 5, cfg.T, OURO_STAGE1) == 0, "stage 1 forward: %s", ouro_error);
+    inputs[3] = cfg.V;   // out of the vocabulary: this forward fails
+    check(ouro_forward(&m, inputs, targets, 2, 5, cfg.T, OURO_STAGE1) == -1, "a bad token id was accepted");
+    check(ouro_backward(&m) == -1, "backward after a failed forward took the one before it");
+    ouro_free(&m);
 }
 
 // ----------------------------------------------------------------------------
@@ -948,6 +974,7 @@ int main(void) {
     test_matmul();
     test_attention();
     test_gradients();
+    test_backward_needs_a_training_forward();
     test_exit_distribution();
     test_entropy_term();
     test_overfit();

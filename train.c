@@ -511,8 +511,7 @@ int dump_state(Trainer *tr, const char *path) {
     tr->rng = saved;  // the dump does not move the data position
     tr->batches_drawn--;
     ouro_zero_grad(m);
-    if (ouro_forward(m, tr->inputs, tr->targets, B, S, T, mode)) return -1;
-    ouro_backward(m);
+    if (ouro_forward(m, tr->inputs, tr->targets, B, S, T, mode) || ouro_backward(m)) return -1;
     DumpHeader h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, "OURODUMP", 8);
@@ -661,7 +660,7 @@ int trainer_run(Trainer *tr) {
             return fail("training", "loss is %g at step %d (first non-finite parameter tensor: %s); the last "
                         "checkpoint is kept", loss, step + 1, bad ? bad : "none, the forward pass overflowed");
         }
-        ouro_backward(m);
+        if (ouro_backward(m)) { if (log) fclose(log); return -1; }
         double grad_norm = ouro_clip_grad(m, o->clip);
         if (!isfinite(grad_norm)) {
             const char *bad = first_nonfinite_tensor(m, m->grads_memory);
