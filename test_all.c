@@ -935,6 +935,19 @@ static void test_plots(void) {
     Trainer tr;
     check(run_training(&tr, &o) == 0, "training for the log: %s", ouro_error);
     trainer_free(&tr);
+    // Stage II from that checkpoint appends to the same log: the figures draw both stages
+    TrainOptions o2 = o;
+    o2.stage = 2; o2.init_path = FIX_CKPT; o2.ckpt_path = "/tmp/ouro_test_stage2_log.bin"; o2.steps = 4;
+    check(run_training(&tr, &o2) == 0, "stage 2 for the log: %s", ouro_error);
+    trainer_free(&tr);
+    remove(o2.ckpt_path);
+    char *text = NULL;
+    size_t text_len;
+    if (check(read_file(log, 1 << 24, &text, &text_len) == 0, "read the log: %s", ouro_error)) {
+        check(strstr(text, "\ntrain,1,") && strstr(text, "\neval,1,") && strstr(text, "\ntrain,2,") &&
+              strstr(text, "\neval,2,"), "the log lost a stage's rows after Stage II: it should hold both");
+        free(text);
+    }
     check(write_plots(log, dir) == 0, "plots: %s", ouro_error);
     // logs that train did not write are rejected with a message, not read at column -1
     struct { const char *text, *error; } bad_logs[] = {

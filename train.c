@@ -81,8 +81,8 @@ typedef struct {
     int *inputs, *targets;    // (B, S)
     double *losses;           // (steps) training loss of every step taken in this process
     double val_bytes_per_token;
-    int have_first_eval;
-    EvalResult first_eval;    // the first evaluation (for Stage II: the Stage I gate)
+    int have_first_eval, first_eval_step;
+    EvalResult first_eval;    // this process's first evaluation (Stage II from --init: the Stage I gate)
     double last_train_ce[OURO_MAX_T];
 } Trainer;
 
@@ -629,7 +629,9 @@ int trainer_run(Trainer *tr) {
     Ouro *m = &tr->model;
     int T = m->cfg.T, B = o->B, S = o->S;
     OuroMode mode = o->stage == 2 ? OURO_STAGE2 : OURO_STAGE1;
-    FILE *log = log_open(tr, !o->resume);
+    // A new run starts the log afresh; --resume and Stage II (--init) append to it, so that one log
+    // holds both stages and the figures can draw them together.
+    FILE *log = log_open(tr, !o->resume && !o->init_path);
     int first = (int)m->step, end = o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps;
     double t0 = now_seconds(), t_last = t0;
     int steps_since_print = 0;
@@ -639,7 +641,7 @@ int trainer_run(Trainer *tr) {
         if (o->eval_every > 0 && (step % o->eval_every == 0 || last)) {
             EvalResult r;
             evaluate(tr, &r);
-            if (!tr->have_first_eval) { tr->first_eval = r; tr->have_first_eval = 1; }
+            if (!tr->have_first_eval) { tr->first_eval = r; tr->first_eval_step = step; tr->have_first_eval = 1; }
             if (!o->quiet) print_eval(tr, &r, step);
             log_eval(log, tr, &r, step, lr_at(o, step));
         }
@@ -696,8 +698,11 @@ int trainer_run(Trainer *tr) {
 }
 
 // Stage II summary: how the Q-exit trade-off moved from the Stage I gate to the trained one.
-void print_stage2_comparison(const EvalResult *before, const EvalResult *after) {
-    printf("Q-exit trade-off, Stage I gate -> Stage II gate (validation):\n");
+// before: the first evaluation of this process, at step first_step: the Stage I gate when Stage II
+// started from --init, a partly trained gate when it resumed.
+void print_stage2_comparison(const EvalResult *before, int first_step, const EvalResult *after) {
+    if (first_step == 0) printf("Q-exit trade-off, Stage I gate -> Stage II gate (validation):\n");
+    else printf("Q-exit trade-off, the gate at step %d (this run's first evaluation) -> now (validation):\n", first_step);
     printf("     q   depth before  CE before   depth after  CE after\n");
     for (int i = 0; i < N_Q; i++)
         printf("  %4.2f   %8.2f    %8.4f    %8.2f    %8.4f\n", Q_GRID[i], before->q_depth[i], before->q_ce[i],
@@ -757,7 +762,8 @@ void usage(void) {
            "  --stop-at N         end this invocation at step N with a checkpoint (--resume goes on)\n"
            "  --overwrite         replace an existing --ckpt in a new run\n"
            "  --export FILE       at the end, write the model for ./run (tokenizer embedded)\n"
-           "  --log FILE          append every progress line and evaluation to a CSV file\n"
+           "  --log FILE          write every progress line and evaluation to a CSV file\n"
+           "                      (a new Stage I run starts it afresh; --resume and --init append)\n"
            "  --plot DIR          at the end, draw SVG figures from --log into DIR\n"
            "  --dump-state FILE   one forward/backward on the first batch, written for cross-checking, then exit\n"
            "  --seed N            initialisation and batch sampling     (%llu)\n"
@@ -765,7 +771,7 @@ void usage(void) {
            "  --quiet             no progress output\n\n"
            "examples\n"
            "  ./train -T 4 --steps 2000 --log out/log.csv --plot out/plots --export out/model.bin\n"
-           "  ./train --resume --steps 4000             # continue the same run further\n"
+           "  ./train -T 4 --steps 2000 --log out/log.csv --resume   # the same run, after an interruption\n"
            "  ./train --stage 2 --init out/ckpt.bin --ckpt out/ckpt2.bin --steps 300 --lr 1e-3\n",
            d.train_path, d.val_path, d.tokenizer_path, d.model.d, d.model.H, d.model.F, d.model.L, d.model.T,
            d.model.tied, d.model.rope_theta, d.B, d.S, d.steps, d.lr, d.warmup, d.min_lr_frac, d.weight_decay,
@@ -847,8 +853,8 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
     if (o.threads > 0) omp_set_num_threads(o.threads);
 #endif
-    if (o.plot_dir && o.log_path && o.steps == 0 && !o.resume && !o.init_path && !file_exists(o.train_path)) {
-        // only redraw the figures of an existing log
+    if (o.plot_dir && o.steps == 0 && !o.resume && !o.init_path && !o.dump_path && !o.export_path) {
+        // nothing to train, load or write: only redraw the figures of an existing log (--plot needs --log)
         if (write_plots(o.log_path, o.plot_dir)) die("%s", ouro_error);
         return 0;
     }
@@ -872,7 +878,7 @@ int main(int argc, char **argv) {
     if (o.stage == 2 && tr.have_first_eval && !o.quiet) {
         EvalResult after;
         evaluate(&tr, &after);
-        print_stage2_comparison(&tr.first_eval, &after);
+        print_stage2_comparison(&tr.first_eval, tr.first_eval_step, &after);
     }
     if (o.export_path) {
         if (export_model(&tr, o.export_path)) die("%s", ouro_error);
