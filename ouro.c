@@ -76,8 +76,10 @@ int in_parallel(void) {
 #endif
 }
 
-// The elementwise kernels split their rows over the threads only from PARALLEL_MIN_VALUES values
-// up. Below that they run on the calling thread without entering a parallel region at all:
+// The forward elementwise kernels (rmsnorm_forward, rope_apply, swiglu_forward, residual_forward,
+// exit_gate_forward: the ones run.c calls for every token) split their rows over the threads only
+// from PARALLEL_MIN_VALUES values up; the backward and optimizer kernels, which only ever see a
+// training batch, always do. Below it they run on the calling thread, outside any parallel region:
 // entering one costs ~0.4 us even with one thread (the `if` clause does not avoid it), and for
 // the single token that run.c decodes at a time that made a token ~25% slower.
 #define PARALLEL_MIN_VALUES 16384
@@ -167,7 +169,8 @@ typedef struct {
     real *exit_b;          // (1)
 } Params;
 
-// Number of elements of each tensor; returns -1 if the total overflows size_t.
+// Number of elements of each tensor; returns -1 if the total, or the four parameter-sized arrays
+// of training (weights, gradients, two AdamW moments), would overflow size_t.
 int param_sizes(const Config *c, size_t sizes[N_PARAM_TENSORS], size_t *total) {
     size_t V = c->V, d = c->d, F = c->F, L = c->L, dd, Ldd, Ld, Fd, LFd, Vd;
     if (size_mul(d, d, &dd) || size_mul(L, dd, &Ldd) || size_mul(L, d, &Ld) ||
@@ -1121,8 +1124,9 @@ void stage2_loss(real *loss_tok, real *dz, const real *ce, const real *z, real k
 //   + V R / N + 11 d + 3 F + 2          logits of one chunk of R = min(N, HEAD_ROWS) tokens, emb,
 //                                       one layer's backward scratch, losses
 // plus 2 S^2 per thread for attention scores (2 S / B per token). acts_bytes_per_token()
-// measures the layout itself. Not counted: the short-lived packing buffers of matmul (up to
-// 2 x 4 MiB per call) and of attention (~5 S hd per thread), freed when the call returns.
+// measures the layout itself. Not counted: the short-lived buffers freed when their call returns:
+// matmul's packing (two B panels of up to 4 MiB, and a 288 KiB A block per thread), attention's
+// (~5 S hd per thread) and rmsnorm_backward's per-chunk sums (d/16 per token).
 
 struct LayerActs {
     real *xa;          // (N, d) norm_attn_pre(x), the attention input
@@ -1590,8 +1594,9 @@ void ouro_free(Ouro *m) {
 //           88  zeros up to 128
 //          128  params, adam_m, adam_v    3 * n_params * real_bytes
 // The file length must equal 128 + 3 * n_params * real_bytes exactly. The loader also rejects
-// non-zero reserved bytes, non-finite values and a negative second moment: a file with any of
-// them was not written by ouro_save_checkpoint, and training from it would spread NaNs.
+// non-zero reserved bytes, non-finite values and a negative second moment: none occurs in a
+// healthy run (train stops before saving when a loss or gradient is not finite), and training from
+// such a file would spread NaNs.
 
 #define CKPT_MAGIC "OUROCKPT"
 #define CKPT_VERSION 1
@@ -1744,7 +1749,8 @@ int ouro_export(const Ouro *m, const char *path, const void *tokenizer_file, siz
 }
 
 // Checks an export file held in memory (size bytes at data, e.g. a mapping): magic, version,
-// config, weight count and exact length. On success fills *hdr. Returns 0 or -1 with ouro_error.
+// header size, config, weight count, exact length, zero reserved bytes and finite weights. On
+// success fills *hdr. Returns 0 or -1 with ouro_error.
 int export_check(const void *data, size_t size, const char *path, ExportHeader *hdr) {
     if (size < sizeof *hdr) return fail(path, "truncated: %zu bytes, shorter than the %zu-byte header", size, sizeof *hdr);
     memcpy(hdr, data, sizeof *hdr);

@@ -283,8 +283,8 @@ int decode_weights_build(Model *m) {
     return 0;
 }
 
-// Maps an export (layout in ouro.c section 10) and checks magic, version, config, weight count and
-// the exact file length (export_check) before any weight is touched; then the embedded tokenizer
+// Maps an export (layout in ouro.c section 10) and checks it whole (export_check: magic, version,
+// sizes, exact length, finite weights) before any weight is used; then the embedded tokenizer
 // (same checks as tokenizer_load) and that its vocabulary is the model's. Returns 0 or -1.
 int model_load(Model *m, const char *path) {
     memset(m, 0, sizeof *m);
@@ -498,10 +498,11 @@ size_t shared_region(const RunState *s, int l) {
 // decoding one token
 
 // Threads while decoding one token. A token is a chain of small operations, and forking a thread
-// team for each (ouro.c's elementwise kernels always fork) costs more than the work; on a busy
-// machine a barrier can even wait milliseconds for a descheduled thread. So decode_token runs the
-// small kernels on one thread and splits only the matrix-vector products and long attentions
-// explicitly, over s->threads threads. Returns the previous setting.
+// team for each (ouro.c's elementwise kernels do from PARALLEL_MIN_VALUES values up, attention
+// always) costs more than the work; on a busy machine a barrier can even wait milliseconds for a
+// descheduled thread. So decode_token runs the small kernels on one thread and splits only the
+// matrix-vector products and long attentions explicitly, over s->threads threads. Returns the
+// previous setting.
 int set_thread_count(int n) {
 #ifdef _OPENMP
     int old = omp_get_max_threads();
