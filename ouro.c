@@ -391,7 +391,8 @@ static const real *element(const real *X, int ld, int trans, int row, int col) {
 
 // o[r] = x[r * stride] for r < W, zero from r = n on (the padding of an edge sliver).
 // A whole contiguous column is a memcpy: gcc builds the loop below from scalar loads even when
-// stride is 1, and the copy runs 2.5x faster (attention packs four such panels per head: v in the forward; k, dy, q in the backward).
+// stride is 1, and the copy runs 2.5x faster (attention packs four such panels per head: v in
+// the forward; k, dy and q in the backward).
 static inline void pack_column(real *restrict o, const real *restrict x, size_t stride, int n, int W) {
     if (n >= W && stride == 1)
         memcpy(o, x, (size_t)W * sizeof(real));
@@ -414,7 +415,8 @@ static void pack_block(real *restrict out, const real *restrict X, int ld, int t
             // the hardware prefetcher follows that poorly, so ask for row k + 8 now. The dW
             // products, whose A is packed this way from memory, run 5-12% faster.
             if (k + 8 < kc)
-                for (int s = 0; s < rows; s += 64 / (int)sizeof(real)) __builtin_prefetch(X + (size_t)(k + 8) * ld + s);
+                for (int s = 0; s < rows; s += 64 / (int)sizeof(real))   // one per cache line
+                    __builtin_prefetch(X + (size_t)(k + 8) * ld + s);
             for (int s = 0; s < rows; s += W)
                 pack_column(out + (size_t)s * kc + (size_t)k * W, X + (size_t)k * ld + s, 1, rows - s, W);
         }
