@@ -46,9 +46,11 @@ test_all: $(SOURCES)
 test_all64: $(SOURCES)
 	$(CC) $(CFLAGS) $(OMP) -DOURO_DOUBLE -o $@ test_all.c $(LDLIBS)
 
+# OpenMP threads sleep while they wait (unless OMP_WAIT_POLICY is set): spinning, the default,
+# makes the tests several times slower when another program holds a core
 test: test_all test_all64
-	./test_all64
-	./test_all
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} ./test_all64
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} ./test_all
 
 # speed: training and decoding tok/s, GFLOP/s, memory, matmul shapes, the machine's FMA peak
 benchmark: $(SOURCES)

@@ -51,7 +51,10 @@ if [ -f "$OUT/ckpt.bin" ]; then RESUME=--resume; else RESUME=; fi
     --log-every 25 --ckpt "$OUT/ckpt.bin" --ckpt-every 100 --log "$OUT/log.csv" $RESUME
 
 say "4. Stage II: the exit gate alone learns where one more step stops helping"
-if [ -f "$OUT/ckpt_stage2.bin" ]; then S2="--resume"; else S2="--init $OUT/ckpt.bin"; fi
+# Stage II resumes its own checkpoint, unless Stage I has moved on since it started (a rerun with
+# more DEMO_STEPS): then it starts again from the new Stage I weights.
+if [ -f "$OUT/ckpt_stage2.bin" ] && [ ! "$OUT/ckpt.bin" -nt "$OUT/ckpt_stage2.bin" ]; then S2="--resume"
+else S2="--init $OUT/ckpt.bin --overwrite"; fi
 ./train $DATA -B 8 -S 128 --stage 2 $S2 --ckpt "$OUT/ckpt_stage2.bin" --steps "$STAGE2_STEPS" \
     --lr 1e-2 --warmup 10 --eval-every "$STAGE2_STEPS" --eval-batches 4 --log-every 50 \
     --log "$OUT/log.csv" --plot "$OUT/plots" --export "$OUT/model.bin"

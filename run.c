@@ -1158,7 +1158,7 @@ static void run_usage(FILE *f) {
         "  ./run out/model.bin -i \"Once upon a time\" -n 200 -t 0.8\n"
         "  ./run out/model.bin -i \"Lily saw a cat\" -q 0.5 --show-depth --depth-table -t 0\n"
         "  ./run out/model.bin -D 8 -k last                 # twice the trained depth, last-step cache\n"
-        "  ./run out/model.bin --eval ../shared/data/tinystories/tinystories_valid_head.txt\n");
+        "  ./run out/model.bin --eval out/data/val.bin          # a token shard, or any text file\n");
 }
 
 static const char *flag_arg(int argc, char **argv, int *i) {

@@ -409,11 +409,14 @@ int write_plots(const char *log_path, const char *dir) {
     char path[4096], names[2 * OURO_MAX_STEPS + 4][48];
     int err = 0;
 
-    // 1. training loss (and validation loss) over steps
-    Plot p = {.title = "Training loss", .xlabel = "training step", .ylabel = "loss (nats)"};
-    int k = table_series(&t, "train", 0, "loss", xs, ys);
+    // 1. training loss (and validation loss) over steps, of Stage I: Stage II's loss is the gate's
+    // alone, another quantity on another step count (drawn only for a log of Stage II alone)
+    int stage = table_series(&t, "train", 1, "loss", xs, ys) > 0 ? 1 : 2;
+    Plot p = {.title = stage == 1 ? "Training loss (Stage I)" : "Training loss (Stage II: the exit gate's loss)",
+              .xlabel = "training step", .ylabel = "loss (nats)"};
+    int k = table_series(&t, "train", stage, "loss", xs, ys);
     plot_add(&p, "train loss", xs, ys, k, 0, 0);
-    int k2 = table_series(&t, "eval", 0, "loss", xs + n, ys + n);
+    int k2 = table_series(&t, "eval", stage, "loss", xs + n, ys + n);
     plot_add(&p, "validation loss", xs + n, ys + n, k2, 0, 1);
     snprintf(path, sizeof path, "%s/loss.svg", dir);
     err |= plot_write_svg(&p, path);
