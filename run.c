@@ -961,7 +961,11 @@ int eval_load_tokens(const Model *m, const char *path, size_t max_tokens, uint16
         *n = et.n;
     }
     if (*n > max_tokens + 1) *n = max_tokens + 1;
-    if (*n < 2) { free(*tokens); return fail(path, "fewer than 2 tokens: nothing to evaluate"); }
+    if (*n < 2) {
+        free(*tokens);
+        return fail(path, "fewer than 2 tokens: nothing to evaluate (a text file's last story counts only "
+                    "when the file ends with a newline)");
+    }
     return 0;
 }
 

@@ -84,7 +84,7 @@ int read_input(const char *path, StoryFn fn, void *ctx, StoryStats *st) {
 void print_input_stats(const char *path, const StoryStats *st) {
     fprintf(stderr, "  %s: %llu stories, %.2f MB", path, (unsigned long long)st->stories, st->story_bytes / 1e6);
     if (st->empty) fprintf(stderr, ", %llu empty dropped", (unsigned long long)st->empty);
-    if (st->truncated) fprintf(stderr, ", 1 truncated final story dropped");
+    if (st->truncated) fprintf(stderr, ", 1 truncated final story dropped (a text must end with a newline)");
     if (st->without_story) fprintf(stderr, ", %llu records without \"story\" skipped", (unsigned long long)st->without_story);
     fprintf(stderr, "\n");
 }
