@@ -794,7 +794,7 @@ int parse_args(int argc, char **argv, TrainOptions *o) {
         if (!strcmp(f, "--resume")) { o->resume = 1; continue; }
         if (!strcmp(f, "--overwrite")) { o->overwrite = 1; continue; }
         if (!strcmp(f, "--quiet")) { o->quiet = 1; continue; }
-        if (i + 1 >= argc) return fail(f, "unknown flag, or it needs a value (see --help)");
+        if (i + 1 >= argc) return fail(f, "unknown flag, or it needs a value");
         const char *v = argv[++i];
         if (!*v) return fail(f, "empty value");  // an empty path would mean "/loss.svg" or ".tmp"
         double x = 0;
@@ -836,7 +836,7 @@ int parse_args(int argc, char **argv, TrainOptions *o) {
         else if (!strcmp(f, "--dump-state")) o->dump_path = v;
         else if (!strcmp(f, "--seed")) { r = parse_long(f, v, 0, LONG_MAX, &n); o->seed = (uint64_t)n; }
         else if (!strcmp(f, "--threads")) r = parse_int(f, v, 0, 1024, &o->threads);
-        else return fail(f, "unknown flag (see --help)");
+        else return fail(f, "unknown flag");
         if (r) return -1;
     }
     if ((long long)o->B * o->S > MAX_BATCH_TOKENS)
