@@ -1303,6 +1303,7 @@ int main(int argc, char **argv) {
         die("%s", ouro_error);
     printf("\n");
     if (depth_table) print_depth_table(&model, generated, traces, st.n_generated, n_prompt);
+    fflush(stdout);   // the text ends before the statistics start, also when both go to one file
 
     fprintf(stderr, "prefill: %d tokens x %d steps in %.3f s\n", n_prompt, st.prefill_steps, st.prefill_seconds);
     if (st.decode_passes > 0) {
