@@ -210,6 +210,60 @@ static void test_backward_needs_a_training_forward(void) {
     ouro_free(&m);
 }
 
+// AdamW, clipping and the RoPE table against their formulas computed here in double: the gradient
+// checks cannot see them (they are not part of the loss's derivative).
+static void test_optimizer_clip_rope(void) {
+    Config cfg = tiny_config(0);
+    Ouro m;
+    if (!check(ouro_init(&m, &cfg, 1) == 0, "init: %s", ouro_error)) return;
+    ouro_zero_grad(&m);
+    size_t n = m.n_params;
+    double *w = xmalloc(n * sizeof(double)), *mo = xcalloc(n, sizeof(double)), *ve = xcalloc(n, sizeof(double));
+    for (size_t j = 0; j < n; j++) w[j] = m.params_memory[j];
+    const double lr = 0.01, wd = 0.1, b1 = 0.9, b2 = 0.95;
+    for (int step = 1; step <= 3; step++) {
+        for (size_t j = 0; j < n; j++) m.grads_memory[j] = (real)(0.01 * ((double)((j * 7 + step) % 11) - 5));
+        ouro_adamw(&m, lr, wd);
+        size_t off = 0;
+        for (int i = 0; i < N_PARAM_TENSORS; i++) {
+            for (size_t j = off; j < off + m.param_sizes[i]; j++) {
+                double g = m.grads_memory[j];
+                mo[j] = b1 * mo[j] + (1 - b1) * g;
+                ve[j] = b2 * ve[j] + (1 - b2) * g * g;
+                double mhat = mo[j] / (1 - pow(b1, step)), vhat = ve[j] / (1 - pow(b2, step));
+                w[j] -= lr * (mhat / (sqrt(vhat) + 1e-8) + (param_is_matrix[i] ? wd * w[j] : 0));
+            }
+            off += m.param_sizes[i];
+        }
+    }
+    double worst = 0;
+    for (size_t j = 0; j < n; j++) worst = fmax(worst, fabs(m.params_memory[j] - w[j]));
+    check(worst < 1e-5, "AdamW after 3 steps differs from its formula by %g", worst);
+
+    // clipping: a norm above max_norm is scaled down to it, one below is left alone
+    for (size_t j = 0; j < n; j++) m.grads_memory[j] = (real)(j % 2 ? 0.03 : -0.04);
+    double norm = sqrt(sum_squares(m.grads_memory, n));
+    double returned = ouro_clip_grad(&m, norm / 2);
+    double after = sqrt(sum_squares(m.grads_memory, n));
+    check(fabs(returned - norm) < 1e-9 * norm && fabs(after - norm / 2) < 1e-5 * norm,
+          "clip to half: returned %g (norm %g), norm after %g (want %g)", returned, norm, after, norm / 2);
+    ouro_clip_grad(&m, after * 2);
+    check(fabs(sqrt(sum_squares(m.grads_memory, n)) - after) < 1e-6 * after, "clip below max_norm changed the gradients");
+
+    // RoPE: position pos, pair i rotates by pos * theta^(-2i/hd)
+    int hd = cfg.d / cfg.H, half = hd / 2;
+    double rope_worst = 0;
+    for (int pos = 0; pos < cfg.max_seq_len; pos += 3)
+        for (int i = 0; i < half; i++) {
+            double angle = pos * pow(cfg.rope_theta, -2.0 * i / hd);
+            rope_worst = fmax(rope_worst, fabs(m.rope_cos[(size_t)pos * half + i] - cos(angle)));
+            rope_worst = fmax(rope_worst, fabs(m.rope_sin[(size_t)pos * half + i] - sin(angle)));
+        }
+    check(rope_worst < 1e-6, "RoPE table differs from cos/sin(pos theta^(-2i/hd)) by %g", rope_worst);
+    free(w); free(mo); free(ve);
+    ouro_free(&m);
+}
+
 // ----------------------------------------------------------------------------
 // exit distribution
 
@@ -379,6 +433,10 @@ static void test_checkpoint(void) {
     check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "step"),
           "step 2^32 - 1 accepted (error: %s)", ouro_error);
     hdr->step = m.step;
+    hdr->n_params = m.n_params + 1;   // the config implies n_params: a header that disagrees is corrupt
+    write_bytes(bad, buf, len);
+    check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0, "checkpoint whose n_params disagrees with its config accepted");
+    hdr->n_params = m.n_params;
     hdr->reserved[39] = 1;
     write_bytes(bad, buf, len);
     check(ouro_load_checkpoint(&r, bad, NULL, NULL) != 0 && strstr(ouro_error, "reserved"),
@@ -771,6 +829,9 @@ static void test_export_round_trip(void) {
               "export: embedded tokenizer differs from %s", FIX_TOK);
         check(export_check(file, size - 1, path, &hdr) != 0 && strstr(ouro_error, "bytes"), "truncated export accepted");
         ExportHeader *h = (ExportHeader *)file;
+        h->header_bytes = 128;
+        check(export_check(file, size, path, &hdr) != 0 && strstr(ouro_error, "header_bytes"), "export with header_bytes 128 accepted");
+        h->header_bytes = sizeof *h;
         h->reserved[0] = 7;
         check(export_check(file, size, path, &hdr) != 0 && strstr(ouro_error, "reserved"), "export with reserved bytes set accepted");
         h->reserved[0] = 0;
@@ -995,6 +1056,7 @@ int main(void) {
     test_attention();
     test_gradients();
     test_backward_needs_a_training_forward();
+    test_optimizer_clip_rope();
     test_exit_distribution();
     test_entropy_term();
     test_overfit();
