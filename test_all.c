@@ -264,6 +264,19 @@ static void test_optimizer_clip_rope(void) {
     ouro_free(&m);
 }
 
+// The learning-rate schedule: linear warmup to lr, then a cosine down to min_lr_frac * lr.
+static void test_lr_schedule(void) {
+    TrainOptions o = options_default();
+    o.lr = 1e-2; o.warmup = 10; o.steps = 110; o.min_lr_frac = 0.1;
+    double floor = o.lr * o.min_lr_frac;
+    struct { int step; double want; } cases[] = {
+        {0, o.lr / 10}, {4, o.lr / 2}, {9, o.lr}, {10, o.lr}, {60, (o.lr + floor) / 2}, {110, floor}, {500, floor},
+    };
+    for (int i = 0; i < 7; i++)
+        check(fabs(lr_at(&o, cases[i].step) - cases[i].want) < 1e-12, "lr at step %d is %g, want %g",
+              cases[i].step, lr_at(&o, cases[i].step), cases[i].want);
+}
+
 // ----------------------------------------------------------------------------
 // exit distribution
 
@@ -1057,6 +1070,7 @@ int main(void) {
     test_gradients();
     test_backward_needs_a_training_forward();
     test_optimizer_clip_rope();
+    test_lr_schedule();
     test_exit_distribution();
     test_entropy_term();
     test_overfit();
