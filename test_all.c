@@ -277,6 +277,18 @@ static void test_lr_schedule(void) {
               cases[i].step, lr_at(&o, cases[i].step), cases[i].want);
 }
 
+// Stage II's loss by hand (the gradient check cannot see the direction of the improvement I_t:
+// CE is a constant there). T = 2, one token, CE 2 then 1: step 2 improved by I_2 = 1 >> gamma, so
+// w_2 = sigmoid(k (I_2 - gamma)) ~ 1 and lambda_2's target 1 - w_2 ~ 0. The loss is then
+// -log(1 - lambda_2) / T = softplus(z_2) / 2, and dz_2 > 0 pushes lambda_2 down (t = 1 has no target).
+static void test_stage2_loss_value(void) {
+    real ce[2] = {2, 1}, z[2] = {0, 2}, loss[1], dz[2];
+    stage2_loss(loss, dz, ce, z, 50, 0.005f, 2, 1);
+    double want = 0.5 * log1p(exp(2.0));
+    check(fabs(loss[0] - want) < 1e-5, "stage 2 loss %g, want softplus(2)/2 = %g", (double)loss[0], want);
+    check(dz[1] > 0, "stage 2: dz_2 = %g should push lambda_2 down (to 1 - w_2 = 0)", (double)dz[1]);
+}
+
 // ----------------------------------------------------------------------------
 // exit distribution
 
@@ -1071,6 +1083,7 @@ int main(void) {
     test_backward_needs_a_training_forward();
     test_optimizer_clip_rope();
     test_lr_schedule();
+    test_stage2_loss_value();
     test_exit_distribution();
     test_entropy_term();
     test_overfit();
