@@ -289,6 +289,27 @@ static void test_stage2_loss_value(void) {
     check(dz[1] > 0, "stage 2: dz_2 = %g should push lambda_2 down (to 1 - w_2 = 0)", (double)dz[1]);
 }
 
+// Training windows: targets are the inputs shifted by one token, and no window reads past the
+// shard. The shard is a ramp (token i = i) of S + 1 tokens followed by a sentinel it must not reach.
+static void test_next_batch(void) {
+    Trainer tr;
+    memset(&tr, 0, sizeof tr);
+    tr.opt.B = 4; tr.opt.S = 8;
+    int S = tr.opt.S, N = tr.opt.B * S;
+    tr.n_train = (size_t)S + 1;
+    tr.train_tokens = xmalloc((tr.n_train + 1) * sizeof(uint16_t));
+    for (size_t i = 0; i <= tr.n_train; i++) tr.train_tokens[i] = i < tr.n_train ? (uint16_t)i : 0xFFFF;
+    tr.inputs = xmalloc(N * sizeof(int)); tr.targets = xmalloc(N * sizeof(int));
+    rng_seed(&tr.rng, 3);
+    int bad = 0;
+    for (int draw = 0; draw < 64; draw++) {
+        next_batch(&tr);
+        for (int i = 0; i < N; i++) bad += tr.targets[i] != tr.inputs[i] + 1 || tr.targets[i] > S;
+    }
+    check(bad == 0, "next_batch: %d targets are not the next token, or lie past the shard", bad);
+    free(tr.train_tokens); free(tr.inputs); free(tr.targets);
+}
+
 // ----------------------------------------------------------------------------
 // exit distribution
 
@@ -1084,6 +1105,7 @@ int main(void) {
     test_optimizer_clip_rope();
     test_lr_schedule();
     test_stage2_loss_value();
+    test_next_batch();
     test_exit_distribution();
     test_entropy_term();
     test_overfit();
