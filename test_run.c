@@ -356,6 +356,14 @@ static void test_run_sampling(void) {
         counts[sample_multinomial(probs, 3, rng_uniform(&rng))]++;
     }
     check(nucleus_ok, "top-p 0.5 of (0.6, 0.3, 0.1) sampled outside the nucleus {0}");
+    // top-p 0.7 of (0.5, 0.3, 0.2): the nucleus is {0, 1}, mass 0.8, renormalised to (0.625, 0.375).
+    // Coins swept evenly over [0, 1) give those rates exactly, and never token 2.
+    float probs2[3] = {0.5f, 0.3f, 0.2f};
+    int nucleus_counts[3] = {0, 0, 0};
+    for (int i = 0; i < 10000; i++) nucleus_counts[sample_top_p(probs2, 3, 0.7f, cand, (i + 0.5f) / 10000)]++;
+    check(abs(nucleus_counts[0] - 6250) <= 2 && nucleus_counts[2] == 0,
+          "top-p 0.7 of (0.5, 0.3, 0.2): rates %.4f, %.4f, %.4f (want 0.625, 0.375, 0)", nucleus_counts[0] / 1e4,
+          nucleus_counts[1] / 1e4, nucleus_counts[2] / 1e4);
     check(fabs(counts[0] / 20000.0 - 0.6) < 0.02 && fabs(counts[2] / 20000.0 - 0.1) < 0.01,
           "multinomial sampling rates %.3f, %.3f, %.3f for (0.6, 0.3, 0.1)", counts[0] / 20000.0, counts[1] / 20000.0,
           counts[2] / 20000.0);
