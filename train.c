@@ -411,10 +411,10 @@ int write_plots(const char *log_path, const char *dir) {
 
     // 1. training loss (and validation loss) over steps, of Stage I: Stage II's loss is the gate's
     // alone, another quantity on another step count (drawn only for a log of Stage II alone)
-    int stage = table_series(&t, "train", 1, "loss", xs, ys) > 0 ? 1 : 2;
+    int stage = 1, k = table_series(&t, "train", 1, "loss", xs, ys);
+    if (k == 0) stage = 2, k = table_series(&t, "train", 2, "loss", xs, ys);
     Plot p = {.title = stage == 1 ? "Training loss (Stage I)" : "Training loss (Stage II: the exit gate's loss)",
               .xlabel = "training step", .ylabel = "loss (nats)"};
-    int k = table_series(&t, "train", stage, "loss", xs, ys);
     plot_add(&p, "train loss", xs, ys, k, 0, 0);
     int k2 = table_series(&t, "eval", stage, "loss", xs + n, ys + n);
     plot_add(&p, "validation loss", xs + n, ys + n, k2, 0, 1);
