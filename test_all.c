@@ -349,6 +349,8 @@ static void test_exit_distribution(void) {
     ouro_forward(&m, x, y, 2, 5, 1, OURO_EVAL);
     check(m.metrics.p[0] == 1, "T=1: mean p(1) = %.9g, expected exactly 1", m.metrics.p[0]);
     check(m.metrics.entropy == 0, "T=1: entropy = %g, expected 0", m.metrics.entropy);
+    check(m.metrics.mean_exit_step == 1, "T=1: mean exit step %.9g, expected exactly 1 (steps count from 1)",
+          m.metrics.mean_exit_step);
     check(fabs(m.metrics.loss_stage1 - m.metrics.ce[0]) < 1e-6, "T=1: loss %.9g != CE %.9g",
           m.metrics.loss_stage1, m.metrics.ce[0]);
     ouro_free(&m);
@@ -377,6 +379,35 @@ static void test_entropy_term(void) {
     int same = m0.entropy == m1.entropy && m0.expected_ce == m1.expected_ce;
     for (int t = 0; t < cfg.T; t++) same &= m0.ce[t] == m1.ce[t] && m0.p[t] == m1.p[t];
     check(same, "beta changes the CE or the exit distribution, not only the loss");
+    ouro_free(&m);
+}
+
+// The bookkeeping of evaluation, on a 2T-step OURO_EVAL forward as train.c's evaluate runs it:
+// mean_exit_step = sum_t t p(t) with steps counted from 1; ouro_qexit_ce reads q = 0 at step 1
+// and q = 1 at step T, never at the extrapolated steps T+1..2T; and q = 1 never stops early, even
+// when a CDF rounds to exactly 1 (a gate logit above ~17).
+static void test_metrics_and_qexit(void) {
+    Config cfg = tiny_config(0);
+    Ouro m;
+    if (!check(ouro_init(&m, &cfg, 6) == 0, "init: %s", ouro_error)) return;
+    scramble_params(&m, 15);
+    int x[10], y[10], T = cfg.T;
+    Rng rng;
+    rng_seed(&rng, 31);
+    random_tokens(x, 10, cfg.V, &rng);
+    random_tokens(y, 10, cfg.V, &rng);
+    ouro_forward(&m, x, y, 2, 5, 2 * T, OURO_EVAL);
+    double mean = 0, depth0, depth1;
+    for (int t = 0; t < T; t++) mean += (t + 1) * m.metrics.p[t];
+    check(fabs(m.metrics.mean_exit_step - mean) < 1e-6, "mean exit step %.9g, sum_t t p(t) = %.9g",
+          m.metrics.mean_exit_step, mean);
+    double ce0 = ouro_qexit_ce(&m, 0.0, &depth0), ce1 = ouro_qexit_ce(&m, 1.0, &depth1);
+    check(depth0 == 1 && fabs(ce0 - m.metrics.ce[0]) < 1e-9, "Q-exit q=0: depth %g, CE %.9g (want 1, CE_1 %.9g)",
+          depth0, ce0, m.metrics.ce[0]);
+    check(depth1 == T && fabs(ce1 - m.metrics.ce[T - 1]) < 1e-9, "Q-exit q=1: depth %g, CE %.9g (want %d, CE_T %.9g)",
+          depth1, ce1, T, m.metrics.ce[T - 1]);
+    check(!qexit_stop(1.0, 1.0) && qexit_stop(1.0, 0.999) && !qexit_stop(0.5, 0.6),
+          "qexit_stop: a CDF of 1 stops q = 1, or the CDF is not compared with q");
     ouro_free(&m);
 }
 
@@ -542,10 +573,12 @@ static void matmul_reference(double *C, const real *A, int lda, int transA, cons
 // MR x NR tiles, K past one KC group and past one packed depth, several A blocks, a B panel
 // split in two, and N <= 4 NR, where op(A) is read in place (with and without a partial last
 // sliver). Leading dimensions are wider than the matrices. 1 and 2 threads must agree bitwise.
+// K = 0 is an empty sum: its bound 1e-6 K = 0 demands C = 0 exactly, or C unchanged when
+// accumulating (no model product has K = 0, but it is matmul's documented contract).
 static void test_matmul(void) {
     static const int shapes[][3] = {   // M, N, K
         {1, 1, 1}, {5, 17, 3}, {6, 16, 256}, {7, 33, 257}, {13, 64, 31}, {64, 32, 200},
-        {60, 65, 9}, {300, 40, 300}, {100, 130, 800}, {7, 4100, 257},
+        {60, 65, 9}, {300, 40, 300}, {100, 130, 800}, {7, 4100, 257}, {5, 17, 0},
     };
     Rng rng;
     rng_seed(&rng, 21);
@@ -1102,6 +1135,7 @@ int main(void) {
     test_next_batch();
     test_exit_distribution();
     test_entropy_term();
+    test_metrics_and_qexit();
     test_overfit();
     test_checkpoint();
     test_threads();

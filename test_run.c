@@ -222,9 +222,69 @@ static void test_run_exit_policies(void) {
     check(steps_never == (long long)S * T * L && steps_always == (long long)S * (T < 2 ? T : 2) * L,
           "hdiff: eps=0 ran %lld layer-steps (expected %d), eps=1e30 ran %lld (expected %d)", steps_never, S * T * L,
           steps_always, S * (T < 2 ? T : 2) * L);
+    // eps = 1e-3 is far below the real distances between steps (O(1): h is normed), so it never
+    // stops early either; a distance computed against the wrong vector (0) would stop at step 2
+    ExitPolicy tiny = {.kind = EXIT_HDIFF, .eps = 1e-3};
+    long long steps_tiny = run_test_decode_all(&m, &tiny, KV_FULL, x, S, a, exits, NULL);
+    check(steps_tiny == (long long)S * T * L, "hdiff: eps=1e-3 ran %lld layer-steps, expected %d", steps_tiny, S * T * L);
     free(a);
     free(b);
     free(ref);
+    run_test_close(&net, &m, path);
+}
+
+// The prefill's exit step is the FIRST step at which the policy stops the last prompt position
+// (all steps still run for the caches): Q-exit q = 0 gives step 1, with ouro_forward's step-1
+// logits at that position; hdiff with a huge eps gives step 2 (its first chance). Taking the
+// last stopping step instead would give T both times.
+static void test_run_prefill_exit(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    Model m;
+    if (!run_test_open(&net, &m, path, 0, 91)) return;
+    int n = 12, T = m.cfg.T, V = m.cfg.V, x[12];
+    run_test_tokens(x, n, V, 17);
+    float *ref = run_test_reference_logits(&net, x, n, T);
+    ExitPolicy pols[2] = {{.kind = EXIT_Q, .q = 0.0}, {.kind = EXIT_HDIFF, .eps = 1e30}};
+    for (int i = 0; i < 2; i++) {
+        RunState s;
+        TokenTrace tr;
+        runstate_init(&s, &m, KV_FULL, T, n, 0);
+        int want = i + 1, got = prefill(&m, &s, &pols[i], x, n, &tr);
+        double err = got >= 1 && got <= T ? run_test_row_error(s.logits, ref + ((size_t)(got - 1) * n + n - 1) * V, V) : INFINITY;
+        check(got == want && tr.exit_step == want && err <= RUN_TEST_TOL,
+              "prefill under %s: exit step %d (want %d), logits vs ouro_forward's step %d: error %.3g", i ? "hdiff 1e30" : "Q-exit q=0",
+              got, want, got, err);
+        runstate_free(&s);
+    }
+    free(ref);
+    run_test_close(&net, &m, path);
+}
+
+// A gate so sure (bias +30, no weights: lambda_1 = 1 - 1e-13, p(1) rounds to exactly 1) that the
+// CDF reaches 1 after step 1: Q-exit q = 1 must still run all T steps, as static T does.
+static void test_run_q1_with_a_certain_gate(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    Model m;
+    if (!run_test_open(&net, &m, path, 0, 101)) return;
+    model_free(&m);
+    const Config *c = &net.cfg;
+    int S = c->max_seq_len, T = c->T, L = c->L, x[64], exits[64];
+    for (int i = 0; i < c->d; i++) net.params.exit_w[i] = 0;
+    net.params.exit_b[0] = 30;
+    size_t tok_len;
+    int tok_V;
+    char *tok = run_test_tokenizer_bytes(&tok_len, &tok_V);
+    int ok = check(ouro_export(&net, path, tok, tok_len) == 0 && model_load(&m, path) == 0, "certain-gate model: %s", ouro_error);
+    free(tok);
+    if (!ok) { ouro_free(&net); remove(path); return; }
+    run_test_tokens(x, S, c->V, 23);
+    float *logits = xmalloc((size_t)S * c->V * sizeof(float));
+    ExitPolicy q1 = {.kind = EXIT_Q, .q = 1.0};
+    long long steps = run_test_decode_all(&m, &q1, KV_FULL, x, S, logits, exits, NULL);
+    check(steps == (long long)S * T * L, "Q-exit q=1 with p(1) = 1: %lld layer-steps, expected %d", steps, S * T * L);
+    free(logits);
     run_test_close(&net, &m, path);
 }
 
@@ -245,6 +305,14 @@ static void test_run_kv_strategies(void) {
     for (int k = 1; k < N_KV_STRATEGIES; k++) {
         run_test_decode_all(&m, &one, (KvStrategy)k, x, S, other, exits, NULL);
         check(memcmp(base, other, row_bytes) == 0, "static depth 1: KV %s differs from full", kv_names[k]);
+    }
+    // Q-exit q = 0: every token leaves after step 1, so every strategy keeps step 1's K/V and all
+    // agree bitwise (avg is a mean over the steps a token ran: one here, not T)
+    ExitPolicy q0 = {.kind = EXIT_Q, .q = 0.0};
+    run_test_decode_all(&m, &q0, KV_FULL, x, S, base, exits, NULL);
+    for (int k = 1; k < N_KV_STRATEGIES; k++) {
+        run_test_decode_all(&m, &q0, (KvStrategy)k, x, S, other, exits, NULL);
+        check(memcmp(base, other, row_bytes) == 0, "Q-exit q=0 (one step per token): KV %s differs from full", kv_names[k]);
     }
     RunState full;
     run_test_decode_all(&m, &full_depth, KV_FULL, x, S, base, exits, &full);
@@ -597,6 +665,8 @@ static void run_run_tests(void) {
     int saved = set_thread_count(1);
     test_run_decode_matches_forward();
     test_run_exit_policies();
+    test_run_prefill_exit();
+    test_run_q1_with_a_certain_gate();
     test_run_kv_strategies();
     test_run_kv_layout();
     test_run_eval();

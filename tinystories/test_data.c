@@ -104,6 +104,24 @@ static void test_tokenizer_chunks(void) {
     check(n1 == TOKENIZER_MAX_CHUNK && n2 == TOKENIZER_MAX_CHUNK, "a 150-letter run is cut into %zu + %zu + ..., expected 64 + 64", n1, n2);
 }
 
+// Encoding merges by priority, the lowest merge index first: with (a, b) -> 257 and (b, c) -> 258,
+// "abc" is {257, 'c'}; the other order would give {'a', 258}. Round trips hold with any order.
+static void test_tokenizer_merge_order(void) {
+    Tokenizer t;
+    memset(&t, 0, sizeof t);
+    t.n_merges = 2;
+    t.merges = xmalloc(4 * sizeof *t.merges);
+    t.merges[0] = 'a'; t.merges[1] = 'b'; t.merges[2] = 'b'; t.merges[3] = 'c';
+    if (check(tokenizer_build(&t, "merge order") == 0, "merge order: %s", ouro_error)) {
+        uint16_t out[3];
+        size_t n = tokenizer_encode(&t, "abc", 3, out);
+        check(n == 2 && out[0] == TOKENIZER_FIRST_MERGE && out[1] == 'c',
+              "merges (a,b) then (b,c): \"abc\" encodes to %zu tokens %d %d, expected %d 'c'", n, out[0],
+              n > 1 ? out[1] : -1, TOKENIZER_FIRST_MERGE);
+    }
+    tokenizer_free(&t);
+}
+
 static void test_tokenizer_round_trip_random(void) {
     size_t text_len;
     char *text = data_training_text(&text_len);
@@ -570,6 +588,7 @@ static void test_same_output(void) {
 static void run_data_tests(void) {
     test_same_output();
     test_tokenizer_chunks();
+    test_tokenizer_merge_order();
     test_tokenizer_round_trip_random();
     test_tokenizer_deterministic_save_load();
     test_tokenizer_rejects_corrupt_files();
