@@ -384,9 +384,9 @@ static double time_shape(const Shape *sh, int threads) {
     int rowsA = sh->transA ? sh->K : sh->M, colsA = sh->transA ? sh->M : sh->K;
     int rowsB = sh->transB ? sh->N : sh->K, colsB = sh->transB ? sh->K : sh->N;
     size_t na = (size_t)rowsA * colsA, nb = (size_t)rowsB * colsB, nc = (size_t)sh->M * sh->N;
-    real *A = alloc_huge_pages(na * sizeof(real));
-    real *B = sh->transA ? alloc_huge_pages(nb * sizeof(real)) : xmalloc(nb * sizeof(real));
-    real *C = sh->transA ? xmalloc(nc * sizeof(real)) : alloc_huge_pages(nc * sizeof(real));
+    real *A = xmalloc_huge(na * sizeof(real));
+    real *B = sh->transA ? xmalloc_huge(nb * sizeof(real)) : xmalloc(nb * sizeof(real));
+    real *C = sh->transA ? xmalloc(nc * sizeof(real)) : xmalloc_huge(nc * sizeof(real));
     Rng rng;
     rng_seed(&rng, 6);
     for (size_t i = 0; i < na; i++) A[i] = (real)rng_normal(&rng);
@@ -411,10 +411,10 @@ static double time_attention(const BenchConfig *b, int threads) {
     int B = b->B, S = b->S, d = b->cfg.d, H = b->cfg.H;
     size_t n = (size_t)B * S * d;
     // all of it activations: in 2 MiB pages, as in ouro.c's activation block
-    real *x = alloc_huge_pages(7 * n * sizeof(real)), *q = x, *k = q + n, *v = k + n, *y = v + n;
+    real *x = xmalloc_huge(7 * n * sizeof(real)), *q = x, *k = q + n, *v = k + n, *y = v + n;
     real *dq = y + n, *dk = dq + n, *dv = dk + n;
     real *lse = xmalloc((size_t)B * H * S * sizeof(real));
-    real *scratch = alloc_huge_pages((size_t)threads * 2 * S * S * sizeof(real));
+    real *scratch = xmalloc_huge((size_t)threads * 2 * S * S * sizeof(real));
     Rng rng;
     rng_seed(&rng, 7);
     for (size_t i = 0; i < 3 * n; i++) x[i] = (real)rng_normal(&rng);

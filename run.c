@@ -258,7 +258,7 @@ int decode_weights_build(Model *m) {
     size_t per_layer = qkv + sq + in + out, total;  // sizes already bounded by export_check
     if (size_mul(per_layer, (size_t)L, &total) || size_add(total, head, &total) || total > SIZE_MAX / sizeof(float))
         return fail("decode weights", "size overflows");
-    float *mem = m->dec_memory = xmalloc(total * sizeof(float));
+    float *mem = m->dec_memory = xmalloc_huge(total * sizeof(float));   // read at every token
     DecodeWeights *w = &m->dec;
     w->wqkv = mem, mem += L * qkv;
     w->wo = mem, mem += L * sq;
@@ -464,8 +464,10 @@ int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n
         n > SIZE_MAX / (2 * sizeof(float)))
         return fail("run", "KV cache size overflows");
     s->cache_bytes = kv_cache_bytes(c, kv, n_steps, n_prefill);
-    s->key_cache = xcalloc(step_rows * d, sizeof(float));
-    s->value_cache = xcalloc(step_rows * d, sizeof(float));
+    s->key_cache = xmalloc_huge(step_rows * d * sizeof(float));     // read at every token: 2 MiB pages
+    s->value_cache = xmalloc_huge(step_rows * d * sizeof(float));
+    memset(s->key_cache, 0, step_rows * d * sizeof(float));
+    memset(s->value_cache, 0, step_rows * d * sizeof(float));
     if (shared_rows) {
         s->key_shared = xcalloc(shared_rows * d, sizeof(float));
         s->value_shared = xcalloc(shared_rows * d, sizeof(float));
