@@ -569,6 +569,19 @@ static void matmul_reference(double *C, const real *A, int lda, int transA, cons
         }
 }
 
+// xmalloc_huge (common.h): from 1 MiB up the block starts on a 2 MiB boundary, where a huge page
+// can back it, and every byte asked for is usable (ASan checks the bounds); below, plain malloc.
+static void test_xmalloc_huge(void) {
+    size_t big = ((size_t)3 << 20) + 5;
+    unsigned char *p = xmalloc_huge(big), *q = xmalloc_huge(1000);
+    check((uintptr_t)p % ((size_t)2 << 20) == 0, "xmalloc_huge(%zu) is not 2 MiB aligned: %p", big, (void *)p);
+    memset(p, 1, big);
+    memset(q, 1, 1000);
+    check(p[0] == 1 && p[big - 1] == 1 && q[999] == 1, "xmalloc_huge: the blocks do not hold what was written");
+    free(p);
+    free(q);
+}
+
 // Every (transA, transB, accumulate) case on shapes that cross each blocking boundary: partial
 // MR x NR tiles, K past one KC group and past one packed depth, several A blocks, a B panel
 // split in two, and N <= 4 NR, where op(A) is read in place (with and without a partial last
@@ -1125,6 +1138,7 @@ static void test_plots(void) {
 int main(void) {
     int threads = max_threads();
     test_fast_exp();
+    test_xmalloc_huge();
     test_matmul();
     test_attention();
     test_gradients();
