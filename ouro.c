@@ -1126,9 +1126,10 @@ void stage2_loss(real *loss_tok, real *dz, const real *ce, const real *z, real k
 //   + V R / N + 11 d + 3 F + 2          logits of one chunk of R = min(N, HEAD_ROWS) tokens, emb,
 //                                       one layer's backward scratch, losses
 // plus 2 S^2 per thread for attention scores (2 S / B per token). acts_bytes_per_token()
-// measures the layout itself (the block is then rounded up to whole 2 MiB pages). Not counted: the short-lived buffers freed when their call returns:
-// matmul's packing (two B panels of up to 4 MiB, and a 288 KiB A block per thread), attention's
-// (~5 S hd per thread) and rmsnorm_backward's per-chunk sums (d/16 per token).
+// measures the layout itself (the block is then rounded up to whole 2 MiB pages). Not counted:
+// the short-lived buffers freed when their call returns: matmul's packing (two B panels of up to
+// 4 MiB, and a 288 KiB A block per thread), attention's (~5 S hd per thread) and
+// rmsnorm_backward's per-chunk sums (d/16 per token).
 
 struct LayerActs {
     real *xa;          // (N, d) norm_attn_pre(x), the attention input
