@@ -1245,7 +1245,7 @@ int acts_reserve(Ouro *m, int B, int S) {
     if (cv.overflow || cv.used > SIZE_MAX / sizeof(real))
         return fail("activations", "batch %d x %d needs more memory than size_t can address", B, S);
     // the largest allocation by far, read with strides (packing takes 6 or 16 values from each
-    // of many rows, attention 32 from each row of a head): in 2 MiB pages (see xmalloc_huge)
+    // of many rows, attention hd values from each row of a head): in 2 MiB pages (xmalloc_huge)
     m->acts_memory = xmalloc_huge(cv.used * sizeof(real));
     cv = (Carver){.base = m->acts_memory};
     acts_layout(m->acts, &cv, &m->cfg, N, (size_t)S, threads);

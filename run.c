@@ -464,10 +464,11 @@ int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n
         n > SIZE_MAX / (2 * sizeof(float)))
         return fail("run", "KV cache size overflows");
     s->cache_bytes = kv_cache_bytes(c, kv, n_steps, n_prefill);
-    s->key_cache = xmalloc_huge(step_rows * d * sizeof(float));     // read at every token: 2 MiB pages
-    s->value_cache = xmalloc_huge(step_rows * d * sizeof(float));
-    memset(s->key_cache, 0, step_rows * d * sizeof(float));
-    memset(s->value_cache, 0, step_rows * d * sizeof(float));
+    size_t step_bytes = step_rows * d * sizeof(float);   // bounded by the check above
+    s->key_cache = xmalloc_huge(step_bytes);     // read at every token: 2 MiB pages
+    s->value_cache = xmalloc_huge(step_bytes);
+    memset(s->key_cache, 0, step_bytes);
+    memset(s->value_cache, 0, step_bytes);
     if (shared_rows) {
         s->key_shared = xcalloc(shared_rows * d, sizeof(float));
         s->value_shared = xcalloc(shared_rows * d, sizeof(float));

@@ -223,7 +223,7 @@ static void test_run_exit_policies(void) {
           "hdiff: eps=0 ran %lld layer-steps (expected %d), eps=1e30 ran %lld (expected %d)", steps_never, S * T * L,
           steps_always, S * (T < 2 ? T : 2) * L);
     // eps = 1e-3 is far below the real distances between steps (O(1): h is normed), so it never
-    // stops early either; a distance computed against the wrong vector (0) would stop at step 2
+    // stops early either; a distance that is always 0 (h compared with itself) would stop at step 2
     ExitPolicy tiny = {.kind = EXIT_HDIFF, .eps = 1e-3};
     long long steps_tiny = run_test_decode_all(&m, &tiny, KV_FULL, x, S, a, exits, NULL);
     check(steps_tiny == (long long)S * T * L, "hdiff: eps=1e-3 ran %lld layer-steps, expected %d", steps_tiny, S * T * L);
@@ -249,7 +249,7 @@ static void test_run_prefill_exit(void) {
     for (int i = 0; i < 2; i++) {
         RunState s;
         TokenTrace tr;
-        runstate_init(&s, &m, KV_FULL, T, n, 0);
+        if (!check(runstate_init(&s, &m, KV_FULL, T, n, 0) == 0, "runstate_init: %s", ouro_error)) break;
         int want = i + 1, got = prefill(&m, &s, &pols[i], x, n, &tr);
         double err = got >= 1 && got <= T ? run_test_row_error(s.logits, ref + ((size_t)(got - 1) * n + n - 1) * V, V) : INFINITY;
         check(got == want && tr.exit_step == want && err <= RUN_TEST_TOL,
