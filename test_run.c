@@ -39,7 +39,7 @@ static char *run_test_tokenizer_bytes(size_t *len, int *vocab_size) {
 // A random model (T = 3, L = 2, 24 positions) with the tokenizer's vocabulary (plus extra_vocab),
 // exported to path. The Ouro stays in *net for the reference forward passes.
 static int run_test_model(Ouro *net, const char *path, int tied, int extra_vocab, uint64_t seed) {
-    size_t tok_len;
+    size_t tok_len = 0;
     int V;
     char *tok = run_test_tokenizer_bytes(&tok_len, &V);
     Config cfg = {.V = V + extra_vocab, .d = 16, .H = 2, .F = 24, .L = 2, .T = 3, .max_seq_len = 24,
@@ -62,6 +62,17 @@ static int run_test_open(Ouro *net, Model *m, const char *path, int tied, uint64
     if (check(model_load(m, path) == 0, "loading a valid export: %s", ouro_error)) return 1;
     ouro_free(net);
     return 0;
+}
+
+// After a test edits net's weights: exports it again (with the fixture's tokenizer) and loads it
+// into m. Returns 1, or 0 with a failed check naming `what`.
+static int run_test_reexport(Ouro *net, Model *m, const char *path, const char *what) {
+    size_t tok_len = 0;
+    int tok_V;
+    char *tok = run_test_tokenizer_bytes(&tok_len, &tok_V);
+    int ok = check(ouro_export(net, path, tok, tok_len) == 0 && model_load(m, path) == 0, "%s: %s", what, ouro_error);
+    free(tok);
+    return ok;
 }
 
 static void run_test_close(Ouro *net, Model *m, const char *path) {
@@ -273,12 +284,7 @@ static void test_run_q1_with_a_certain_gate(void) {
     int S = c->max_seq_len, T = c->T, L = c->L, x[64], exits[64];
     for (int i = 0; i < c->d; i++) net.params.exit_w[i] = 0;
     net.params.exit_b[0] = 30;
-    size_t tok_len;
-    int tok_V;
-    char *tok = run_test_tokenizer_bytes(&tok_len, &tok_V);
-    int ok = check(ouro_export(&net, path, tok, tok_len) == 0 && model_load(&m, path) == 0, "certain-gate model: %s", ouro_error);
-    free(tok);
-    if (!ok) { ouro_free(&net); remove(path); return; }
+    if (!run_test_reexport(&net, &m, path, "certain-gate model")) { ouro_free(&net); remove(path); return; }
     run_test_tokens(x, S, c->V, 23);
     float *logits = xmalloc((size_t)S * c->V * sizeof(float));
     ExitPolicy q1 = {.kind = EXIT_Q, .q = 1.0};
@@ -445,14 +451,10 @@ static void test_run_sampling(void) {
     for (int l = 0; l < L; l++) p->norm_attn_post[l * d] = p->norm_mlp_post[l * d] = 0;  // sub-blocks leave x_0 alone
     for (int j = 0; j < d; j++) p->norm_final[j] = j == 0;                  // h = (x_0 / rms(x), 0, ...)
     for (int v = 0; v < c->V; v++) p->head[(size_t)v * d] = 0;
-    size_t tok_len;
-    int tok_V;
-    char *tok = run_test_tokenizer_bytes(&tok_len, &tok_V);
     for (int sign = 1; sign >= -1; sign -= 2) {
         p->head[(size_t)TOKEN_EOT * d] = (real)(10 * sign);
         GenStats gs;
-        int ok = check(ouro_export(&net, path, tok, tok_len) == 0 && model_load(&m, path) == 0, "EOT model: %s", ouro_error);
-        if (!ok) break;
+        if (!run_test_reexport(&net, &m, path, "EOT model")) break;
         RunState s;
         Sampler sp;
         runstate_init(&s, &m, KV_FULL, c->T, 3, 0);
@@ -467,7 +469,6 @@ static void test_run_sampling(void) {
         runstate_free(&s);
         model_free(&m);
     }
-    free(tok);
     ouro_free(&net);
     remove(path);
 }
