@@ -422,8 +422,15 @@ static void pack_block(real *restrict out, const real *restrict X, int ld, int t
         }
     else              // W stored rows, read side by side
         for (int s = 0; s < rows; s += W)
-            for (int k = 0; k < kc; k++)
+            for (int k = 0; k < kc; k++) {
+                // W rows at once are more streams than the prefetcher keeps up with: while this
+                // sliver is copied, ask for the next sliver's rows, one cache line at a time.
+                // The forward and dX products pack their A (activations) this way: the copy runs
+                // ~2x faster from memory; a tiny training step 1-3% (paired steps, 1 and 2 threads).
+                if (k % (64 / (int)sizeof(real)) == 0)
+                    for (int r = s + W; r < min_int(s + 2 * W, rows); r++) __builtin_prefetch(X + (size_t)r * ld + k);
                 pack_column(out + (size_t)s * kc + (size_t)k * W, X + (size_t)s * ld + k, ld, rows - s, W);
+            }
 }
 
 // The micro-kernel: C (MR,NR) = or += a (MR,kc) · b (kc,NR), kc >= 1. b is a packed sliver;
