@@ -614,28 +614,30 @@ real max_value(const real *x, int n) {
 // [-87, 88]. x is clamped to that range first, so the result is always a normal float (exp(-100)
 // gives 1.6e-38 rather than 4e-44, exp(100) 1.7e38 rather than inf: softmax and sigmoid do not
 // notice). The clamp compares x's bits as integers because gcc does not vectorise a float
-// compare-and-select that feeds arithmetic (under the default -ftrapping-math). NaN and +-inf
-// give NaN (the x - x term), so a broken activation stays visible. The forward and the backward
-// (which recomputes attention probabilities) use the same function. The double build, which
-// exists for the gradient check, keeps libm's exp.
+// compare-and-select that feeds arithmetic (under the default -ftrapping-math): two integer
+// minimums (float_bits below). NaN and +-inf give NaN (the x - x term), so a broken activation
+// stays visible. The forward and the backward (which recomputes attention probabilities) use the
+// same function. The double build, which exists for the gradient check, keeps libm's exp.
 #ifdef OURO_DOUBLE
 static inline real fast_exp(real x) { return exp(x); }
 #else
-// A float's bits as an int32 that orders like the float: negative floats get their magnitude
-// bits flipped. The map is its own inverse.
-static inline int32_t ordered_bits(float x) {
-    union { float f; int32_t i; } u = {.f = x};
-    return u.i ^ ((u.i >> 31) & 0x7FFFFFFF);
-}
-
-static inline float from_ordered_bits(int32_t i) {
-    union { int32_t i; float f; } u = {.i = i ^ ((i >> 31) & 0x7FFFFFFF)};
-    return u.f;
+// A float's bits. Read as unsigned integers, the negative floats lie above all the positive ones
+// and grow with their magnitude; read as signed integers, the positive floats order like the
+// floats and every negative one lies below them. So clamp(x, -87, 88) is two integer minimums:
+// an unsigned one caps the negative side at -87 and leaves every positive float alone, a signed
+// one caps the positive side at 88 and leaves every negative float alone (+-inf and NaN land on
+// a bound; the x - x term below still makes them NaN).
+static inline uint32_t float_bits(float x) {
+    union { float f; uint32_t u; } b = {.f = x};
+    return b.u;
 }
 
 static inline float fast_exp(float x) {
-    int32_t key = ordered_bits(x), lo = ordered_bits(-87.0f), hi = ordered_bits(88.0f);
-    float c = from_ordered_bits(key < lo ? lo : key > hi ? hi : key);   // clamp(x, -87, 88)
+    uint32_t bits = float_bits(x), lo = float_bits(-87.0f);
+    int32_t hi = (int32_t)float_bits(88.0f);
+    int32_t at_least_lo = (int32_t)(bits < lo ? bits : lo);       // unsigned minimum: x >= -87
+    union { int32_t i; float f; } clamped = {.i = at_least_lo < hi ? at_least_lo : hi};  // signed: x <= 88
+    float c = clamped.f;                                       // clamp(x, -87, 88)
     float n = (c * 1.44269504f + 12582912.0f) - 12582912.0f;  // round(c / ln2): adding 1.5 * 2^23
     float r = (c - n * 0.693359375f) + n * 2.12194440e-4f;     // drops the fraction; r = c - n ln2
     float p = 1.9875691500e-4f;

@@ -675,6 +675,15 @@ static void test_fast_exp(void) {
     float tiny = fast_exp(-100.0f), huge = fast_exp(100.0f);
     check(tiny > 0 && tiny == fast_exp(-87.0f) && tiny < 1e-37f, "fast_exp(-100) = %g: want exp(-87), a normal float", tiny);
     check(isfinite(huge) && huge == fast_exp(88.0f), "fast_exp(100) = %g: want exp(88)", huge);
+    // the clamp is two integer minimums on the bits (unsigned, then signed): the extreme floats
+    // land on the bounds, and the floats next to 0 (+-0, the smallest subnormals), which sit at
+    // the ends of the two integer orders, are left alone
+    check(fast_exp(-FLT_MAX) == tiny && fast_exp(FLT_MAX) == huge, "fast_exp(-+FLT_MAX) = %g, %g: want exp(-87), exp(88)",
+          fast_exp(-FLT_MAX), fast_exp(FLT_MAX));
+    float near_zero[4] = {0.0f, -0.0f, 1e-45f, -1e-45f};
+    for (int i = 0; i < 4; i++)
+        check(fast_exp(near_zero[i]) == 1.0f, "fast_exp(%g) = %.9g: want 1", near_zero[i], fast_exp(near_zero[i]));
+    check(fast_exp(-86.99f) > tiny && fast_exp(87.99f) < huge, "fast_exp just inside [-87, 88] must not be clamped");
     check(isnan(fast_exp(NAN)) && isnan(fast_exp(INFINITY)) && isnan(fast_exp(-INFINITY)),
           "fast_exp of NaN, +inf, -inf: want NaN");
     for (int n = 1; n <= 21; n += 5) {  // 1, 6, 11, 16, 21: tails of 1, 6, 3, 0 and 5 values
