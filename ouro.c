@@ -371,7 +371,7 @@ void ouro_zero_grad(Ouro *m) {
 #define KC 256
 #define A_BLOCK (72 * 1024)
 #define B_PANEL (1024 * 1024)
-#define L2_BYTES (512 * 1024)   // the L2 above: B panels larger than it are prefetched (macro_kernel)
+#define L2_BYTES (512 * 1024)   // the L2 above: wider B panels are prefetched (macro_kernel)
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 static int max_int(int a, int b) { return a > b ? a : b; }
@@ -481,23 +481,26 @@ void micro_kernel(int kc, const real *restrict a, size_t rs, size_t ks, const re
 static void macro_kernel(int m, int n, int kp, const real *Ap, const real *A, size_t rs, size_t ks,
                          const real *Bp, real *C, int ldc, int add) {
     int in_place = A ? m / MR * MR : 0;   // rows read in place, the others packed
-    // A B panel larger than L2 (the LM head's 4096 columns, a 768-deep dX panel) is read from
-    // L3, and the first call of each (j, k) step waits for its sliver. The next step's B values
-    // lie right after the current ones (the next KC of this sliver, or the next sliver): ask for
-    // them a few cache lines per call: the 4096 x 768 and 4096 x 4096 forward products
-    // (paired runs) take 0.95-0.98x the time. For a panel in L2 it only costs (the tiny step
-    // 1.03x when every product did it).
-    int prefetch_b = (size_t)round_up(n, NR) * kp * sizeof(real) > L2_BYTES;
-    int calls = (m + MR - 1) / MR, lines = KC * NR * (int)sizeof(real) / 64, per_call = (lines + calls - 1) / calls;
+    // A wide B panel larger than L2 (the LM head's 4096 columns, a d -> 3d projection's 768) is
+    // read from L3, and the first call with each sliver waits for it. The next sliver lies right
+    // after this one: ask for it a few cache lines per call. The 4096 x 768 and
+    // 4096 x 4096 forward products (paired runs) take 0.94-0.99x the time. For a panel in L2 it
+    // only costs (the tiny step 1.03x when every product did it), and for a deep one (dX: 768
+    // deep, 256 wide) it gained nothing.
+    size_t panel_bytes = (size_t)round_up(n, NR) * kp * sizeof(real);
+    const char *panel_end = (const char *)Bp + panel_bytes;
+    int calls = (m + MR - 1) / MR;   // micro-kernel calls per (j, k) step
     for (int j = 0; j < n; j += NR)
-        for (int k = 0; k < kp; k += KC)
+        for (int k = 0; k < kp; k += KC) {
+            const real *b = Bp + (size_t)j * kp + (size_t)k * NR;
+            int kc = min_int(KC, kp - k), add_k = add || k > 0;
+            const char *next = (const char *)(b + (size_t)kc * NR);
+            int wide = kp <= KC && panel_bytes > L2_BYTES;
+            int ahead = wide ? min_int(KC * NR * (int)sizeof(real), (int)(panel_end - next)) / 64 : 0;
+            int per_call = (ahead + calls - 1) / calls;   // lines of it to ask for with each call
             for (int i = 0, call = 0; i < m; i += MR, call++) {
-                const real *b = Bp + (size_t)j * kp + (size_t)k * NR;
+                for (int l = call * per_call; l < min_int((call + 1) * per_call, ahead); l++) __builtin_prefetch(next + 64 * l);
                 real *c = C + (size_t)i * ldc + j;
-                int kc = min_int(KC, kp - k), add_k = add || k > 0;
-                if (prefetch_b && (j + NR < n || k + KC < kp))   // not past the panel's end
-                    for (int l = call * per_call; l < min_int((call + 1) * per_call, lines); l++)
-                        __builtin_prefetch((const char *)(b + (size_t)kc * NR) + 64 * l);
                 int whole = i + MR <= m && j + NR <= n;
                 real tile[MR * NR];   // an edge tile is computed whole here, then its part inside C kept
                 real *out = whole ? c : tile;
@@ -509,6 +512,7 @@ static void macro_kernel(int m, int n, int kp, const real *Ap, const real *A, si
                     for (int q = 0; q < min_int(NR, n - j); q++)
                         c[(size_t)r * ldc + q] = add_k ? c[(size_t)r * ldc + q] + tile[r * NR + q] : tile[r * NR + q];
             }
+        }
 }
 
 void matmul(real *C, int ldc, const real *A, int lda, int transA,
