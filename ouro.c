@@ -487,17 +487,15 @@ static void macro_kernel(int m, int n, int kp, const real *Ap, const real *A, si
     // 4096 x 4096 forward products (paired runs) take 0.94-0.99x the time. For a panel in L2 it
     // only costs (the tiny step 1.03x when every product did it), and for a deep one (dX: 768
     // deep, 256 wide) it gained nothing.
-    size_t panel_bytes = (size_t)round_up(n, NR) * kp * sizeof(real);
-    const char *panel_end = (const char *)Bp + panel_bytes;
-    int calls = (m + MR - 1) / MR;   // micro-kernel calls per (j, k) step
-    for (int j = 0; j < n; j += NR)
+    int wide = kp <= KC && (size_t)round_up(n, NR) * kp * sizeof(real) > L2_BYTES;
+    int calls = (m + MR - 1) / MR;                                  // micro-kernel calls per sliver
+    int sliver_lines = kp * NR * (int)sizeof(real) / 64, per_call = (sliver_lines + calls - 1) / calls;
+    for (int j = 0; j < n; j += NR) {
+        const char *next = (const char *)(Bp + (size_t)(j + NR) * kp);   // the next sliver
+        int ahead = wide && j + NR < n ? sliver_lines : 0;              // its lines to ask for
         for (int k = 0; k < kp; k += KC) {
             const real *b = Bp + (size_t)j * kp + (size_t)k * NR;
             int kc = min_int(KC, kp - k), add_k = add || k > 0;
-            const char *next = (const char *)(b + (size_t)kc * NR);
-            int wide = kp <= KC && panel_bytes > L2_BYTES;
-            int ahead = wide ? min_int(KC * NR * (int)sizeof(real), (int)(panel_end - next)) / 64 : 0;
-            int per_call = (ahead + calls - 1) / calls;   // lines of it to ask for with each call
             for (int i = 0, call = 0; i < m; i += MR, call++) {
                 for (int l = call * per_call; l < min_int((call + 1) * per_call, ahead); l++) __builtin_prefetch(next + 64 * l);
                 real *c = C + (size_t)i * ldc + j;
@@ -513,6 +511,7 @@ static void macro_kernel(int m, int n, int kp, const real *Ap, const real *A, si
                         c[(size_t)r * ldc + q] = add_k ? c[(size_t)r * ldc + q] + tile[r * NR + q] : tile[r * NR + q];
             }
         }
+    }
 }
 
 void matmul(real *C, int ldc, const real *A, int lda, int transA,
