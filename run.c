@@ -74,21 +74,21 @@
 // Weights (matvec_packed). Row-major, out[r] = w[r] . x needs one dot product per row, and for
 // rows as short as ours (128..688 values) most of a dot product's time goes to its final
 // reduction, the partial sums added up across the lanes of a vector. So at load time each weight
-// matrix is repacked (repack_rows) into blocks of ROW_BLOCK = 8 rows stored column by column:
-//     packed[(b * cols + i) * 8 + r] = w[b * 8 + r][i]
-// One vector load then brings column i of 8 rows, one FMA with the broadcast x[i] updates the 8
-// outputs in the lanes where they will stay, and no reduction across lanes is ever needed. The
-// weights are read in one contiguous stream.
+// matrix is repacked (repack_rows) into blocks of ROW_BLOCK = 16 rows stored column by column:
+//     packed[(b * cols + i) * 16 + r] = w[b * 16 + r][i]
+// Two vector loads then bring column i of 16 rows (one cache line), two FMAs with the broadcast
+// x[i] update the 16 outputs in the lanes where they will stay, and no reduction across lanes is
+// ever needed. The weights are read in one contiguous stream.
 //
 // Keys (key_scores). A query's scores are the same kind of product: q against every cached key,
 // one row per position, and with hd = 32 values per head a row is even shorter. So the key caches
-// use the same layout, grown one position (row) at a time: blocks of 8 positions, column by
-// column inside (key_index), and 8 positions' scores are one block_dot. Values stay one row per
+// use the same layout, grown one position (row) at a time: blocks of 16 positions, column by
+// column inside (key_index), and 16 positions' scores are one block_dot. Values stay one row per
 // position: attention's weighted sum of them (weighted_rows) reads rows.
 //
 // Every output's sum has a fixed order, so results do not depend on the number of threads.
 
-#define ROW_BLOCK 8
+#define ROW_BLOCK 16
 #define LANES 8
 
 // Multiply-adds from which a product is split over the threads. That pays when the product
@@ -107,8 +107,8 @@ long parallel_min(void) {
     return min;
 }
 
-// packed (round_up(rows, 8) * cols) = w (rows, cols) in blocks of 8 rows, column-major inside a
-// block; rows past the end are zeros.
+// packed (round_up(rows, 16) * cols) = w (rows, cols) in blocks of 16 rows, column-major inside
+// a block; rows past the end are zeros.
 void repack_rows(float *packed, const float *w, int rows, int cols) {
     for (int b = 0; b * ROW_BLOCK < rows; b++)
         for (int i = 0; i < cols; i++)
@@ -122,53 +122,39 @@ size_t repacked_size(int rows, int cols) {
     return (size_t)(rows + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK * (size_t)cols;
 }
 
-// out[0..8 nb) = nb (1 or 2) blocks of a repacked matrix @ x, the second one `stride` floats
-// after the first. Four accumulators per block take the columns in turn (column i goes to
-// acc[b][i % 4]): independent FMA chains, then two adds. Two blocks at once share each broadcast
-// of x[i], one load for two FMAs: when the matrix is in cache, loads are the limit, not FMAs.
-// A block's sums do not depend on nb (the same chains, in the same order). nb is a constant at
-// each call, so acc stays in registers.
-static inline void block_dot(float *out, const float *restrict block, size_t stride,
-                             const float *restrict x, int cols, int nb) {
-    float acc[2][4][ROW_BLOCK] = {{{0}}};
+// out[0..n) = the first n (1..16) rows of one block of a repacked matrix (or key cache) @ x.
+// Four accumulators take the columns in turn (column i goes to acc[i % 4]): independent chains of
+// FMAs (each accumulator is two 8-wide vectors), then two adds. Each broadcast of x[i] feeds two
+// FMAs. A block of 16 rows is one stream. The 8-row blocks before it, done two at a time for the
+// same reuse of x, read two streams 8 * cols floats apart: the tiny model's decoding took
+// 1.03-1.07x the time (paired runs, 1 and 2 threads); medium's, which waits on memory, the same
+// within noise.
+static void block_dot(float *out, const float *restrict block, const float *restrict x, int cols, int n) {
+    float acc[4][ROW_BLOCK] = {{0}};
     int i = 0;
     for (; i + 4 <= cols; i += 4)
-        for (int p = 0; p < 4; p++)
-            for (int b = 0; b < nb; b++) {
-                #pragma GCC unroll 1   // keep r a loop: gcc makes it one 8-wide FMA
-                for (int r = 0; r < ROW_BLOCK; r++)
-                    acc[b][p][r] += block[b * stride + (size_t)(i + p) * ROW_BLOCK + r] * x[i + p];
-            }
+        for (int p = 0; p < 4; p++) {
+            #pragma GCC unroll 1   // keep r a loop: gcc makes it two 8-wide FMAs
+            for (int r = 0; r < ROW_BLOCK; r++) acc[p][r] += block[(size_t)(i + p) * ROW_BLOCK + r] * x[i + p];
+        }
     for (; i < cols; i++)
-        for (int b = 0; b < nb; b++)
-            for (int r = 0; r < ROW_BLOCK; r++) acc[b][0][r] += block[b * stride + (size_t)i * ROW_BLOCK + r] * x[i];
-    for (int b = 0; b < nb; b++)
-        for (int r = 0; r < ROW_BLOCK; r++)
-            out[b * ROW_BLOCK + r] = (acc[b][0][r] + acc[b][1][r]) + (acc[b][2][r] + acc[b][3][r]);
+        for (int r = 0; r < ROW_BLOCK; r++) acc[0][r] += block[(size_t)i * ROW_BLOCK + r] * x[i];
+    for (int r = 0; r < n; r++) out[r] = (acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]);
 }
 
-// out[0..n) = the first n (1..16) rows of the two blocks from `block` on @ x.
-static void pair_dot(float *out, const float *block, size_t stride, const float *x, int cols, int n) {
-    float y[2 * ROW_BLOCK];
-    if (n > ROW_BLOCK) block_dot(y, block, stride, x, cols, 2);
-    else block_dot(y, block, stride, x, cols, 1);
-    for (int r = 0; r < n; r++) out[r] = y[r];
-}
-
-// out (rows) = W @ x (cols), W repacked by repack_rows; split over threads by pairs of blocks
-// (16 rows) when the product is big enough to pay for the thread team. Otherwise no parallel
-// region is entered at all: even a one-thread region costs ~0.4 us, and a token makes dozens of
-// products.
+// out (rows) = W @ x (cols), W repacked by repack_rows; split over threads by blocks (16 rows)
+// when the product is big enough to pay for the thread team. Otherwise no parallel region is
+// entered at all: even a one-thread region costs ~0.4 us, and a token makes dozens of products.
 void matvec_packed(float *out, const float *packed, const float *x, int rows, int cols, int threads) {
-    int pairs = (rows + 2 * ROW_BLOCK - 1) / (2 * ROW_BLOCK);
+    int blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
     size_t stride = (size_t)cols * ROW_BLOCK;   // between blocks
     if (threads > 1 && !in_parallel() && (long)rows * cols >= parallel_min()) {
         #pragma omp parallel for num_threads(threads)
-        for (int j = 0; j < pairs; j++)
-            pair_dot(out + 2 * j * ROW_BLOCK, packed + 2 * j * stride, stride, x, cols, min_int(2 * ROW_BLOCK, rows - 2 * j * ROW_BLOCK));
+        for (int b = 0; b < blocks; b++)
+            block_dot(out + b * ROW_BLOCK, packed + b * stride, x, cols, min_int(ROW_BLOCK, rows - b * ROW_BLOCK));
     } else {
-        for (int j = 0; j < pairs; j++)
-            pair_dot(out + 2 * j * ROW_BLOCK, packed + 2 * j * stride, stride, x, cols, min_int(2 * ROW_BLOCK, rows - 2 * j * ROW_BLOCK));
+        for (int b = 0; b < blocks; b++)
+            block_dot(out + b * ROW_BLOCK, packed + b * stride, x, cols, min_int(ROW_BLOCK, rows - b * ROW_BLOCK));
     }
 }
 
@@ -182,14 +168,14 @@ void key_write(float *keys, int row, const float *k, int d) {
     for (int i = 0; i < d; i++) keys[key_index(row, i, d)] = k[i];
 }
 
-// out[r] = key r . q over columns c0..c0+n (one head) for the rows r < rows of a key region, 16
-// positions (two blocks) at a time. A last partial block also computes the padding positions
+// out[r] = key r . q over columns c0..c0+n (one head) for the rows r < rows of a key region, a
+// block of 16 positions at a time. A last partial block also computes the padding positions
 // (zeros, or keys of a longer earlier context), which are not copied out.
 void key_scores(float *out, const float *keys, int c0, const float *q, int rows, int n, int d) {
     size_t stride = (size_t)ROW_BLOCK * d;   // between blocks
-    for (int first = 0; first < rows; first += 2 * ROW_BLOCK)
-        pair_dot(out + first, keys + (size_t)(first / ROW_BLOCK) * stride + (size_t)c0 * ROW_BLOCK, stride, q, n,
-                 min_int(2 * ROW_BLOCK, rows - first));
+    for (int first = 0; first < rows; first += ROW_BLOCK)
+        block_dot(out + first, keys + (size_t)(first / ROW_BLOCK) * stride + (size_t)c0 * ROW_BLOCK, q, n,
+                  min_int(ROW_BLOCK, rows - first));
 }
 
 // y[0..width) += sum over j < rows of p[j] * v[j * ld + 0..width): width (4 LANES, LANES or 1)
@@ -406,7 +392,7 @@ typedef struct {
     int n_steps;         // per-step caches kept: the most steps a token may run
     int L, d, seq_cap;   // layers, width, positions (max_seq_len)
     int split;           // positions < split keep K/V per step; the others use the shared cache
-    // Regions of rows (positions) x d, each padded to whole blocks of 8 rows; keys in key_index's
+    // Regions of rows (positions) x d, each padded to whole blocks of 16 rows; keys in key_index's
     // blocks, values one row per position. step_region() and shared_region() give a region's first row.
     float *key_cache, *value_cache;    // (n_steps, L) regions of split rows
     float *key_shared, *value_shared;  // (L) regions of seq_cap - split rows; none for full (split = seq_cap)
@@ -428,7 +414,7 @@ typedef struct {
 
 // Bytes of KV cache for a context of max_seq_len positions whose first n_prefill positions were
 // prefilled (they keep n_steps caches under every strategy). The allocation also pads each
-// region to a whole block of 8 positions (at most 7 more rows per region).
+// region to a whole block of 16 positions (at most 15 more rows per region).
 size_t kv_cache_bytes(const Config *c, KvStrategy kv, int n_steps, int n_prefill) {
     int split = kv == KV_FULL ? c->max_seq_len : n_prefill;
     size_t per_row = 2 * (size_t)c->d * sizeof(float);  // a key and a value

@@ -571,8 +571,8 @@ static void test_run_threads(void) {
     matvec_packed(o1, packed, v, rows, cols, 1);
     matvec_packed(o2, packed, v, rows, cols, 2);
     check(memcmp(o1, o2, rows * sizeof(float)) == 0, "matvec_packed split over 2 threads differs from 1 thread");
-    // the three products against a double-precision loop: whole blocks of 8 rows and a partial
-    // one, columns that are and are not a multiple of 4 and 8 (45 = 32 + 8 + 5: each of
+    // the three products against a double-precision loop: a whole block of 16 rows and partial
+    // ones, columns that are and are not a multiple of 4 and 8 (45 = 32 + 8 + 5: each of
     // weighted_rows' widths), a row stride wider than the rows
     for (int shape = 0; shape < 4; shape++) {
         int n_rows = (int[]){19, 8, 1, 13}[shape], n_cols = (int[]){45, 32, 5, 2}[shape], ld = n_cols + 3;
@@ -620,7 +620,7 @@ static void test_run_threads(void) {
 }
 
 // The cache layout: every (step, layer, position) entry has its own place. Keys live in blocks of
-// 8 positions, and a region whose length is not a multiple of 8 is padded; a prompt of 5 leaves
+// 16 positions, and a region whose length is not a multiple of 16 is padded; a prompt of 5 leaves
 // 19 shared positions per layer (24 - 5), so an unpadded layout would let layer 0's last block
 // overlap layer 1's first. Each entry gets a distinct key and value; all must read back.
 static void test_run_kv_layout(void) {
