@@ -488,8 +488,9 @@ static void macro_kernel(int m, int n, int kp, const real *Ap, const real *A, si
     // only costs (the tiny step 1.03x when every product did it), and for a deep one (dX: 768
     // deep, 256 wide) it gained nothing.
     int wide = kp <= KC && (size_t)round_up(n, NR) * kp * sizeof(real) > L2_BYTES;
-    int calls = (m + MR - 1) / MR;            // micro-kernel calls per (j, k) step: per sliver if wide
-    int sliver_lines = kp * NR * (int)sizeof(real) / 64, per_call = (sliver_lines + calls - 1) / calls;
+    int calls = (m + MR - 1) / MR;   // micro-kernel calls per B sliver (a wide panel is one KC deep)
+    int sliver_lines = kp * NR * (int)sizeof(real) / 64;              // a sliver's cache lines,
+    int per_call = (sliver_lines + calls - 1) / calls;                // spread over those calls
     for (int j = 0; j < n; j += NR) {
         const char *next = (const char *)(Bp + (size_t)(j + NR) * kp);   // the next sliver
         int ahead = wide && j + NR < n ? sliver_lines : 0;              // its lines to ask for
