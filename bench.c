@@ -470,6 +470,22 @@ static double time_attention(const BenchConfig *b, int threads) {
     return median(gflops, 5);
 }
 
+// The GFLOP/s columns of one row of the shapes table: for 1 thread and up to max_thr, the rate
+// (each figure re-measured while a probe finds a core busy, see measure_again) and its % of peak.
+static double shape_rate(const void *shape, int threads) { return time_shape(shape, threads); }
+static double attention_rate(const void *config, int threads) { return time_attention(config, threads); }
+
+static void rate_columns(double (*rate)(const void *, int), const void *what, int max_thr, const double *peak) {
+    for (int th = 1; th <= max_thr; th++) {
+        double g = 0;
+        Attempt a = {.threads = th};
+        while (measure_again(&a)) g = rate(what, th);
+        printf("| %7.1f %4.0f%%%s", g, 100 * g / peak[th], mark(&a));
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
 // ----------------------------------------------------------------------------
 
 int main(void) {
@@ -567,29 +583,13 @@ int main(void) {
         const char *name = i < 2 ? configs[i].name : "ref";
         for (int k = 0; k < n; k++) {
             const Shape *sh = &shapes[k];
-            double g1 = 0, g2 = 0;
-            Attempt a1 = {.threads = 1}, a2 = {.threads = 2};
-            while (measure_again(&a1)) g1 = time_shape(sh, 1);
-            printf("%-7s %-24s %5d %5d %5d | %7.1f %4.0f%%%s", name, sh->what, sh->M, sh->N, sh->K, g1, 100 * g1 / peak[1], mark(&a1));
-            if (max_thr > 1) {
-                while (measure_again(&a2)) g2 = time_shape(sh, 2);
-                printf("| %7.1f %4.0f%%%s", g2, 100 * g2 / peak[2], mark(&a2));
-            }
-            printf("\n");
-            fflush(stdout);
+            printf("%-7s %-24s %5d %5d %5d ", name, sh->what, sh->M, sh->N, sh->K);
+            rate_columns(shape_rate, sh, max_thr, peak);
         }
         if (i < 2) {
             const BenchConfig *b = &configs[i];
-            double g1 = 0, g2 = 0;
-            Attempt a1 = {.threads = 1}, a2 = {.threads = 2};
-            while (measure_again(&a1)) g1 = time_attention(b, 1);
-            printf("%-7s attention fwd+bwd, %3d heads  S %3d hd %3d | %7.1f %4.0f%%%s", name, b->B * b->cfg.H,
-                   b->S, b->cfg.d / b->cfg.H, g1, 100 * g1 / peak[1], mark(&a1));
-            if (max_thr > 1) {
-                while (measure_again(&a2)) g2 = time_attention(b, 2);
-                printf("| %7.1f %4.0f%%%s", g2, 100 * g2 / peak[2], mark(&a2));
-            }
-            printf("\n");
+            printf("%-7s attention fwd+bwd, %3d heads  S %3d hd %3d ", name, b->B * b->cfg.H, b->S, b->cfg.d / b->cfg.H);
+            rate_columns(attention_rate, b, max_thr, peak);
         }
     }
     printf("  LM head: one chunk of %d tokens. attention: one layer, forward and backward, useful FLOPs\n"
