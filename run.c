@@ -158,7 +158,7 @@ void matvec_packed(float *out, const float *packed, const float *x, int rows, in
     }
 }
 
-// Key caches hold positions like repack_rows holds rows: in blocks of 8, column by column inside.
+// Key caches hold positions as repack_rows holds rows: blocks of ROW_BLOCK, column by column.
 // Index of element i of the key at `row` (rows counted from the start of its cache region).
 static inline size_t key_index(int row, int i, int d) {
     return (size_t)(row / ROW_BLOCK) * ROW_BLOCK * d + (size_t)i * ROW_BLOCK + row % ROW_BLOCK;
@@ -201,7 +201,7 @@ void weighted_rows(float *y, const float *v, size_t ld, const float *p, int rows
 // Model: the export file, memory-mapped
 
 // The weight matrices again, in the order decoding reads them (see repack_rows above): one
-// allocation, each matrix (rows, cols) taking round_up(rows, 8) * cols floats, per layer.
+// allocation, each matrix (rows, cols) taking round_up(rows, ROW_BLOCK) * cols floats, per layer.
 // Matrices that multiply the same vector are stacked into one: wq, wk, wv (their rows one after
 // the other) and mlp_gate, mlp_up. One product, one parallel region, instead of three or two.
 typedef struct {
