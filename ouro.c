@@ -478,6 +478,17 @@ void micro_kernel(int kc, const real *restrict a, size_t rs, size_t ks, const re
 // The A block is packed in Ap (A = NULL), or read in place: A points at its first element, with
 // strides rs between rows and ks along k; then Ap holds only its last sliver when that one is
 // partial (packing pads it with zero rows; in place it would read past the block).
+// One compiled copy, for runtime sizes (KEEP_ONE_COPY). gcc otherwise makes copies specialised
+// for a caller's constant arguments, and in a program that fixes them (a small driver with S = 256,
+// d = 128, hd = 32: constant depth and a contiguous A) it vectorised one copy's k loop instead of
+// j, with the tile in memory rather than registers: that copy ran q k^T at 11 GFLOP/s, not 57.
+// Our own callers pass runtime sizes and measured the same either way.
+#if defined(__GNUC__) && !defined(__clang__)
+#define KEEP_ONE_COPY __attribute__((noinline, noclone))
+#else
+#define KEEP_ONE_COPY
+#endif
+KEEP_ONE_COPY
 static void macro_kernel(int m, int n, int kp, const real *Ap, const real *A, size_t rs, size_t ks,
                          const real *Bp, real *C, int ldc, int add) {
     int in_place = A ? m / MR * MR : 0;   // rows read in place, the others packed
