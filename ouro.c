@@ -349,7 +349,7 @@ void ouro_zero_grad(Ouro *m) {
 // Each block is first packed: copied into the exact order the micro-kernel reads it
 // (contiguous, 64-byte aligned, zero-padded to whole slivers). Packing absorbs the transposes,
 // so one micro-kernel serves all four (transA, transB) cases, and edge tiles are ordinary tiles.
-// One exception: when N <= 4 NR (narrow products, like a small model's projections), each value
+// One exception: when N <= 4 NR (narrow products: a model with d or F <= 64), each value
 // of A feeds so few FLOPs that packing it costs as much as using it, and the micro-kernel reads
 // op(A) where it lies, through its strides. Attention uses the same two pieces, pack_block and
 // macro_kernel, directly (see attention_head_forward).
@@ -361,7 +361,8 @@ void ouro_zero_grad(Ouro *m) {
 // Every element of C sums its products in the same order (KC values at a time, from k = 0 up,
 // each group added into C) whatever the thread count and block shapes: results are bitwise
 // identical with 1, 2, ... threads and without OpenMP. The rows are cut into a multiple of
-// `threads` blocks (rounding each up to whole slivers can leave one or two fewer), which keeps
+// `threads` blocks (rounding each up to whole slivers can leave fewer: at most one with 2 threads,
+// more with many threads and a small M), which keeps
 // all cores busy for small M too (the dW products: M = 256 rows); threads take them dynamically.
 // Called from inside a parallel region, matmul runs on the calling thread alone; its packing
 // buffers are per call, so it is re-entrant.
@@ -492,12 +493,12 @@ KEEP_ONE_COPY
 static void macro_kernel(int m, int n, int kp, const real *Ap, const real *A, size_t rs, size_t ks,
                          const real *Bp, real *C, int ldc, int add) {
     int in_place = A ? m / MR * MR : 0;   // rows read in place, the others packed
-    // A wide B panel larger than L2 (the LM head's 4096 columns, a d -> 3d projection's 768) is
-    // read from L3, and the first call with each sliver waits for it. The next sliver lies right
-    // after this one: ask for it a few cache lines per call. The 4096 x 768 and
-    // 4096 x 4096 forward products (paired runs) take 0.94-0.99x the time. For a panel in L2 it
-    // only costs (the tiny step 1.03x when every product did it), and for a deep one (dX: 768
-    // deep, 256 wide) it gained nothing.
+    // A wide B panel larger than L2 (the medium model's LM head, 4096 columns, and its d -> F
+    // projections, 688) is read from L3, and the first call with each sliver waits for it. The
+    // next sliver lies right after this one: ask for it a few cache lines per call. bench.c's
+    // reference forward products (4096 x 768 and 4096 x 4096, paired runs) take 0.94-0.99x the
+    // time. For a panel in L2 it only costs (the tiny step 1.03x when every product did it), and
+    // for a deep one (the reference d -> 3d dX: 768 deep, 256 wide) it gained nothing.
     int wide = kp <= KC && (size_t)round_up(n, NR) * kp * sizeof(real) > L2_BYTES;
     int calls = (m + MR - 1) / MR;   // micro-kernel calls per B sliver (a wide panel is one KC deep)
     int sliver_lines = kp * NR * (int)sizeof(real) / 64;              // a sliver's cache lines,
@@ -547,7 +548,8 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     int nc_max = min_int(round_up(N, NR), max_int(NR, B_PANEL / kp_max / NR * NR));
     // op(A) is read in place, not packed, when few slivers of B will read it: N <= 4 NR. Packing
     // it took about as long as multiplying (each value feeds only 2 x N FLOPs); in place, a
-    // 64 x 32 x 256 product runs ~20% faster.
+    // 64 x 32 x 256 product ran ~20% faster (attention's P v, when it still went through matmul).
+    // Our bench configs never take this path (N is d, F or V >= 128); models with d or F <= 64 do.
     int a_in_place = N <= 4 * NR;
     // two panels of op(B) when threads share them: a thread may pack the next panel while the
     // other still multiplies with the current one, so one barrier per panel is enough
@@ -750,7 +752,8 @@ void rmsnorm_backward(real *dx, real *dw, const real *dout, const real *x, const
     free(scratch);
 }
 
-// RoPE, rotate-half convention, in place on x (B, S, H, hd) = (N, d). Inside each head, element
+// RoPE, rotate-half convention, in place on x (B, S, H, hd) = (N, d), with the tables cosines and
+// sines (max_seq_len, hd/2): row p is position p. Inside each head, element
 // i pairs with i + hd/2 and the pair is rotated by the angle pos * theta^(-2i/hd):
 //   x'[i]      = x[i] cos - x[i+half] sin
 //   x'[i+half] = x[i+half] cos + x[i] sin
@@ -855,7 +858,8 @@ void attention_head_forward(real *y, real *lse, real *scores, real *scratch, con
     }
 }
 
-// Backward of attention_head_forward. Writes dq, dk, dv (S, hd slices, row stride d).
+// Backward of attention_head_forward. Writes dq, dk, dv (S, hd slices, row stride d); P and dP are
+// (S, S) scratch (the probabilities and their gradient), lse (S) as the forward saved it.
 //   P = exp(scale * q k^T - lse)   (recomputed; 0 above the diagonal)
 //   dv = P^T dy        dP = dy v^T
 //   softmax backward:  ds_ij = P_ij (dP_ij - sum_k P_ik dP_ik)
@@ -924,6 +928,8 @@ void attention_forward(real *y, real *lse, real *scratch, const real *q, const r
     }
 }
 
+// Backward of attention_forward: dq, dk, dv (N, d) from dy (N, d), overwritten (not added to);
+// scratch as above.
 void attention_backward(real *dq, real *dk, real *dv, real *scratch, const real *dy,
                         const real *q, const real *k, const real *v, const real *lse,
                         int B, int S, int d, int H, int n_threads) {
