@@ -123,12 +123,12 @@ size_t repacked_size(int rows, int cols) {
 }
 
 // out[0..n) = the first n (1..16) rows of one block of a repacked matrix (or key cache) @ x.
-// Four accumulators take the columns in turn (column i goes to acc[i % 4]): independent chains of
-// FMAs (each accumulator is two 8-wide vectors), then two adds. Each broadcast of x[i] feeds two
-// FMAs. A block of 16 rows is one stream. The 8-row blocks before it, done two at a time for the
-// same reuse of x, read two streams 8 * cols floats apart: the tiny model's decoding took
-// 1.03-1.07x the time (paired runs, 1 and 2 threads); medium's, which waits on memory, the same
-// within noise.
+// Four accumulators take the columns in turn (column i goes to acc[i % 4], a tail of cols % 4
+// columns to acc[0]): independent chains of FMAs (each accumulator is two 8-wide vectors), then a
+// pairwise sum. Each broadcast of x[i] feeds two FMAs. A block of 16 rows is one stream. The 8-row
+// blocks before it, done two at a time for the same reuse of x, read two streams 8 * cols floats
+// apart: the tiny model's decoding took 1.03-1.07x the time (paired runs, 1 and 2 threads);
+// medium's, which waits on memory, the same within noise.
 static void block_dot(float *out, const float *restrict block, const float *restrict x, int cols, int n) {
     float acc[4][ROW_BLOCK] = {{0}};
     int i = 0;
@@ -168,7 +168,7 @@ void key_write(float *keys, int row, const float *k, int d) {
     for (int i = 0; i < d; i++) keys[key_index(row, i, d)] = k[i];
 }
 
-// out[r] = key r . q over columns c0..c0+n (one head) for the rows r < rows of a key region, a
+// out[r] = key r . q over columns [c0, c0 + n) (one head) for the rows r < rows of a key region, a
 // block of 16 positions at a time. A last partial block also computes the padding positions
 // (zeros, or keys of a longer earlier context), which are not copied out.
 void key_scores(float *out, const float *keys, int c0, const float *q, int rows, int n, int d) {
@@ -200,8 +200,9 @@ void weighted_rows(float *y, const float *v, size_t ld, const float *p, int rows
 // ----------------------------------------------------------------------------
 // Model: the export file, memory-mapped
 
-// The weight matrices again, in the order decoding reads them (see repack_rows above): one
-// allocation, each matrix (rows, cols) taking round_up(rows, ROW_BLOCK) * cols floats, per layer.
+// The weight matrices again, repacked for decoding (see repack_rows above): one allocation holding
+// all L wqkv, then all L wo, mlp_gate_up, mlp_down, then head; each matrix (rows, cols) takes
+// round_up(rows, ROW_BLOCK) * cols floats.
 // Matrices that multiply the same vector are stacked into one: wq, wk, wv (their rows one after
 // the other) and mlp_gate, mlp_up. One product, one parallel region, instead of three or two.
 typedef struct {
@@ -215,7 +216,7 @@ typedef struct {
 typedef struct {
     Config cfg;
     Ouro net;               // a view for ouro.c's kernels: cfg, params into the mapping, RoPE table
-    DecodeWeights dec;      // the matrices repacked for one-token decoding (the prompt uses net)
+    DecodeWeights dec;      // the matrices repacked for one-token decoding (and the prompt's head)
     float *dec_memory;
     Tokenizer tokenizer;    // from the tokenizer file embedded after the weights
     int has_tokenizer;      // 0 when the export carries none (then only --eval on a shard works)
@@ -274,7 +275,7 @@ int decode_weights_build(Model *m) {
 // (same checks as tokenizer_load) and that its vocabulary is the model's. Returns 0 or -1.
 int model_load(Model *m, const char *path) {
     memset(m, 0, sizeof *m);
-    parallel_min();   // reads OMP_WAIT_POLICY now, on one thread (eval's RunStates are made in parallel)
+    parallel_min();   // reads OMP_WAIT_POLICY now, before any parallel region can
     long long size = file_size(path);
     if (size < 0) return -1;
     if ((size_t)size < sizeof(ExportHeader))
@@ -408,7 +409,7 @@ typedef struct {
     float *kv_keep;      // (L, 2, d) the current token's step-1 K/V (first) or K/V sums (avg)
     float *logits;       // (V) the exit step's logits
     float *step_logits;  // (n_steps, V) optional: when set, the head is read after every step
-    int threads;         // for the matrix-vector products of one token (see set_thread_count)
+    int threads;         // for one token's matrix-vector products and long attentions (set_thread_count)
     long long layer_steps, tokens;  // decoding work done: layer applications, tokens decoded
 } RunState;
 
