@@ -9,7 +9,8 @@
 // then the GFLOP/s of every matmul shape the two configs use, of their attention as a whole (and
 // of two larger reference shapes),
 // the FMA peak itself, the matmul micro-kernel alone, and decoding's bytes/s against a plain read.
-// Every time is the median of several runs (a peak is the best of several: it is a maximum), and
+// Every time is the median of several runs (the FMA peak, the micro-kernel and the plain read: the
+// best of several, since each is a maximum), and a training, decoding, shape or attention figure
 // is taken again when a short probe finds that another process held a core (measure_again).
 // The FMA peak is measured with 1 and with 2 threads; "%peak" divides by the peak of the same
 // thread count, never less than threads x the one-thread peak (the cores are identical, so a
@@ -35,7 +36,7 @@
 #include "run.c"             // run.c includes ouro.c
 #include <sys/resource.h>
 
-#define REPEATS 3            // timed runs per figure (median)
+#define REPEATS 3            // timed runs per training and decoding figure (median; shapes take 5)
 
 // ----------------------------------------------------------------------------
 // small helpers
@@ -111,7 +112,7 @@ static double fma_rate(int threads, long steps, int trials) {
     return best;
 }
 
-// The peak: the best of 5 trials of ~0.1 s.
+// The peak: the best of 5 trials of ~60 ms.
 static double fma_peak(int threads) { return fma_rate(threads, 30000000L, 5); }
 
 // A figure measures ouro.c only if the cores were ours while it was taken. On a shared machine
@@ -161,7 +162,7 @@ static void packed_micro_kernel(int kc, const real *a, const real *b, real *C, i
 // The ceiling of every matmul below: ouro.c's micro-kernel alone, on one packed A sliver
 // (MR x KC) and one packed B sliver (KC x NR) that stay in L1, accumulating into one C tile.
 // A matmul reaches this rate minus its packing and the time its operands take to arrive from
-// L2, L3 and memory. Best of 5 trials of ~0.1 s, one thread.
+// L2, L3 and memory. Best of 5 trials of ~35 ms, one thread.
 static double micro_kernel_rate(void) {
     static real a[MR * KC], b[KC * NR], c[MR * NR];
     for (int i = 0; i < MR * KC; i++) a[i] = 1e-3f * (i % 7);
@@ -287,7 +288,7 @@ static double time_train_step(const BenchConfig *b) {
 // ----------------------------------------------------------------------------
 // decoding with run.c
 //
-// A random model is exported to /tmp and loaded with run.c's model_load (memory-mapped weights),
+// A random model is exported to /tmp and loaded with run.c's model_load (its matrices repacked),
 // then max_seq_len tokens are decoded one at a time from position 0 with full KV caches. The
 // export carries no tokenizer: decoding speed does not involve it, and run.c requires an
 // embedded tokenizer's vocabulary to equal V, which a BPE trained on a small text cannot reach
@@ -418,8 +419,9 @@ static int reference_shapes(Shape *s) {
 
 // Median GFLOP/s of one matmul of this shape (operands with random values, lda = row length).
 // Each operand lives where the model keeps it: an activation (A; B of a dW product, which has
-// transA; C of the others) in 2 MiB pages, as in ouro.c's activation block; a weight or weight
-// gradient in ordinary pages.
+// transA; C of the others) in 2 MiB pages, as in ouro.c's activation block (xmalloc_huge: one
+// under 1 MiB, like the LM head's chunk of h, gets malloc's pages); a weight or weight gradient
+// in ordinary pages.
 static double time_shape(const Shape *sh, int threads) {
     int rowsA = sh->transA ? sh->K : sh->M, colsA = sh->transA ? sh->M : sh->K;
     int rowsB = sh->transB ? sh->N : sh->K, colsB = sh->transB ? sh->K : sh->N;
@@ -433,7 +435,7 @@ static double time_shape(const Shape *sh, int threads) {
     for (size_t i = 0; i < nb; i++) B[i] = (real)rng_normal(&rng);
     set_threads(threads);
     double flops = 2.0 * sh->M * sh->N * sh->K;
-    int calls = (int)(2e8 / flops) + 1;  // ~0.2 GFLOP per timing, so small shapes are not all overhead
+    int calls = (int)(2e8 / flops) + 1;  // at least ~0.2 GFLOP per timing: small shapes not all overhead
     double gflops[5];
     for (int r = -1; r < 5; r++) {
         double t0 = now();
@@ -450,7 +452,8 @@ static double time_shape(const Shape *sh, int threads) {
 static double time_attention(const BenchConfig *b, int threads) {
     int B = b->B, S = b->S, d = b->cfg.d, H = b->cfg.H;
     size_t n = (size_t)B * S * d;
-    // all of it activations: in 2 MiB pages, as in ouro.c's activation block
+    // activations, as in ouro.c's activation block: in 2 MiB pages (lse, and scratch under 1 MiB,
+    // in malloc's: see xmalloc_huge)
     real *x = xmalloc_huge(7 * n * sizeof(real)), *q = x, *k = q + n, *v = k + n, *y = v + n;
     real *dq = y + n, *dk = dq + n, *dv = dk + n;
     real *lse = xmalloc((size_t)B * H * S * sizeof(real));
@@ -563,7 +566,7 @@ int main(void) {
     // decoding and again now, and the faster one kept (the machine has slow phases). Decoding can
     // still beat it: the read streams the whole set every pass, while a token re-reads its layer
     // weights at every step, and the caches keep part of them.
-    printf("\ndecoding at full depth reads every weight once per step, and its K/V (decode_bytes):\n");
+    printf("\ndecoding at full depth reads every layer weight once per step, its K/V, and the head once (decode_bytes):\n");
     for (int i = 0; i < 2; i++) {
         const Config *c = &configs[i].cfg;
         double weights, kv;
