@@ -879,12 +879,29 @@ static int run_training(Trainer *tr, const TrainOptions *o) {
     return trainer_run(tr);
 }
 
-// Stopping at step 4 and resuming gives the same losses and weights, to the bit, as one run.
+// The header lines and evaluation rows of a CSV log, in order (the training rows carry tok/s,
+// which differs from run to run). Returns a fresh string, or NULL if the log cannot be read.
+static char *log_header_and_evals(const char *path) {
+    char *text, *save = NULL;
+    size_t len;
+    if (read_file(path, 1 << 20, &text, &len)) return NULL;
+    char *out = xcalloc(len + 1, 1);
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        if (strncmp(line, "kind,", 5) == 0 || strncmp(line, "eval,", 5) == 0) strcat(strcat(out, line), "\n");
+    free(text);
+    return out;
+}
+
+// Stopping at step 4 and resuming gives the same losses and weights, to the bit, as one run, and
+// the same log: one header, and the evaluation at step 4 (where the first half stopped) once.
 static void test_resume_is_exact(void) {
     make_train_fixture();
     TrainOptions o = small_train_options();
+    const char *log_whole = "/tmp/ouro_test_resume_whole.csv", *log_split = "/tmp/ouro_test_resume_split.csv";
     Trainer whole, first, rest;
+    o.log_path = log_whole;
     if (!check(run_training(&whole, &o) == 0, "uninterrupted run: %s", ouro_error)) return;
+    o.log_path = log_split;
     o.stop_at = 4;
     check(run_training(&first, &o) == 0, "first half: %s", ouro_error);
     trainer_free(&first);
@@ -895,6 +912,14 @@ static void test_resume_is_exact(void) {
     for (int s = 4; s < 8; s++) same &= rest.losses[s] == whole.losses[s] && whole.losses[s] > 0;
     check(same, "resume: losses of steps 5..8 or the final weights differ from the uninterrupted run "
           "(step 8 loss %.9g vs %.9g)", rest.losses[7], whole.losses[7]);
+    char *evals_whole = log_header_and_evals(log_whole), *evals_split = log_header_and_evals(log_split);
+    check(evals_whole && evals_split && strcmp(evals_whole, evals_split) == 0,
+          "resume: the log's header and evaluations differ from the uninterrupted run's:\n%s---\n%s",
+          evals_whole ? evals_whole : "(unreadable)", evals_split ? evals_split : "(unreadable)");
+    free(evals_whole);
+    free(evals_split);
+    remove(log_whole);
+    remove(log_split);
     trainer_free(&whole);
     trainer_free(&rest);
 }
@@ -1076,13 +1101,17 @@ static void test_train_rejects_bad_input(void) {
     free(saved);
 }
 
-// The state dump has the documented layout and the numbers of one forward/backward.
+// The state dump has the documented layout and the numbers of one forward/backward. It writes no
+// checkpoint, so an existing --ckpt neither stops it nor is touched.
 static void test_dump_state(void) {
     make_train_fixture();
-    const char *path = "/tmp/ouro_test_dump.bin";
+    const char *path = "/tmp/ouro_test_dump.bin", *ckpt = "/tmp/ouro_test_dump_ckpt.bin";
+    FILE *f = fopen(ckpt, "wb");
+    if (!check(f && fputs("not a checkpoint", f) >= 0 && fclose(f) == 0, "cannot write %s", ckpt)) return;
     TrainOptions o = small_train_options();
+    o.ckpt_path = ckpt; o.overwrite = 0; o.dump_path = path;
     Trainer tr;
-    if (!check(trainer_setup(&tr, &o) == 0, "dump setup: %s", ouro_error)) return;
+    if (!check(trainer_setup(&tr, &o) == 0, "dump setup with an existing --ckpt: %s", ouro_error)) return;
     check(dump_state(&tr, path) == 0, "dump: %s", ouro_error);
     char *buf = NULL;
     size_t len = 0;
@@ -1103,8 +1132,13 @@ static void test_dump_state(void) {
         check(same, "dump: gradients or CE differ from the model's");
         free(buf);
     }
+    buf = NULL;
+    check(read_file(ckpt, 1 << 10, &buf, &len) == 0 && strcmp(buf, "not a checkpoint") == 0,
+          "dump: the existing --ckpt %s was changed", ckpt);
+    free(buf);
     trainer_free(&tr);
     remove(path);
+    remove(ckpt);
 }
 
 static void test_plots(void) {

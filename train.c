@@ -83,7 +83,6 @@ typedef struct {
     double val_bytes_per_token;
     int have_first_eval, first_eval_step;
     EvalResult first_eval;    // this process's first evaluation (Stage II from --init: the Stage I gate)
-    double last_train_ce[OURO_MAX_T];
 } Trainer;
 
 double now_seconds(void) {
@@ -131,12 +130,13 @@ void next_batch(Trainer *tr) {
     tr->batches_drawn++;
 }
 
-// Validation window w of the fixed evaluation set: windows spread evenly over the shard.
+// Validation batch `batch` of the fixed evaluation set: windows w = batch * B + b of the
+// eval_batches * B, spread evenly over the shard.
 void eval_batch(Trainer *tr, int batch) {
     int B = tr->opt.B, S = tr->opt.S;
     double n_windows = (double)tr->opt.eval_batches * B;   // up to 2^36: not an int
     for (int b = 0; b < B; b++) {
-        double w = (double)batch * B + b;                    // < n_windows, so start < n_val - S - 1
+        double w = (double)batch * B + b;                    // < n_windows: start <= n_val - S - 1
         size_t start = (size_t)(w / n_windows * (tr->n_val - S - 1));
         for (int s = 0; s < S; s++) {
             tr->inputs[b * S + s] = tr->val_tokens[start + s];
@@ -223,12 +223,13 @@ void log_header(FILE *f, int T) {
     fprintf(f, "\n");
 }
 
+// A fresh log, or one appended to that is missing or empty, starts with the header.
 FILE *log_open(const Trainer *tr, int fresh) {
     if (!tr->opt.log_path) return NULL;
-    int exists = file_exists(tr->opt.log_path);
+    int empty = !file_exists(tr->opt.log_path) || file_size(tr->opt.log_path) <= 0;
     FILE *f = fopen(tr->opt.log_path, fresh ? "w" : "a");
     if (!f) die("%s: cannot open the log: %s", tr->opt.log_path, strerror(errno));
-    if (fresh || !exists) log_header(f, tr->model.cfg.T);
+    if (fresh || empty) log_header(f, tr->model.cfg.T);
     return f;
 }
 
@@ -313,7 +314,7 @@ int table_read(Table *t, const char *path) {
     t->kinds = xmalloc(cap * sizeof(char *));
     t->values = xmalloc(cap * t->n_cols * sizeof(double));
     while ((line = strtok_r(NULL, "\n", &save_line))) {
-        if (strncmp(line, "kind,", 5) == 0) continue;  // a header repeated by a resumed run
+        if (strncmp(line, "kind,", 5) == 0) continue;  // a repeated header (logs joined by hand)
         if ((size_t)t->n_rows == cap) {
             cap *= 2;
             t->kinds = realloc(t->kinds, cap * sizeof(char *));
@@ -474,7 +475,8 @@ int write_plots(const char *log_path, const char *dir) {
 }
 
 // ----------------------------------------------------------------------------
-// state dump: one forward/backward on the first batch, for checking another implementation
+// state dump: one forward/backward on the next training batch (the first unless --resume), for
+// checking another implementation
 //
 // Layout (little-endian), header 128 bytes:
 //   0 char[8] "OURODUMP" | 8 uint32 version (1) | 12 uint32 header_bytes (128) | 16 Config (40 bytes)
@@ -568,7 +570,7 @@ int trainer_setup(Trainer *tr, const TrainOptions *o) {
     if (o->stage != 1 && o->stage != 2) return fail("--stage", "must be 1 or 2");
     if (o->stage == 2 && !o->init_path && !o->resume)
         return fail("--stage 2", "needs --init CKPT (a Stage I checkpoint) or --resume");
-    if (!o->resume && !o->overwrite && file_exists(o->ckpt_path))
+    if (!o->resume && !o->overwrite && !o->dump_path && file_exists(o->ckpt_path))  // a dump writes none
         return fail(o->ckpt_path, "exists: pass --resume to continue it, --overwrite to replace it, or another --ckpt");
     if (o->init_path && strcmp(o->init_path, o->ckpt_path) == 0)
         return fail("--ckpt", "must differ from --init (the Stage I checkpoint is never overwritten)");
@@ -625,8 +627,9 @@ void format_duration(char *buf, size_t n, double seconds) {
 // ----------------------------------------------------------------------------
 // the training loop
 
-// Runs from the model's current step to opt.steps. Returns 0, or -1 with ouro_error set (a
-// non-finite loss or gradient: the last checkpoint written stays as it was).
+// Runs from the model's current step to --stop-at (when set) or opt.steps. Returns 0, or -1 with
+// ouro_error set (bad input, a failed checkpoint write, a non-finite loss or gradient: the last
+// checkpoint written stays as it was).
 int trainer_run(Trainer *tr) {
     const TrainOptions *o = &tr->opt;
     Ouro *m = &tr->model;
@@ -646,7 +649,10 @@ int trainer_run(Trainer *tr) {
             evaluate(tr, &r);
             if (!tr->have_first_eval) { tr->first_eval = r; tr->first_eval_step = step; tr->have_first_eval = 1; }
             if (!o->quiet) print_eval(tr, &r, step);
-            log_eval(log, tr, &r, step, lr_at(o, step));
+            // Every checkpoint is written at a step that was evaluated if it needed to be (the
+            // last step of a run always is), so a resumed run's first evaluation is already in
+            // the log: printed again, not logged twice.
+            if (!(o->resume && step == first)) log_eval(log, tr, &r, step, lr_at(o, step));
         }
         if (step > first && (last || (o->ckpt_every > 0 && step % o->ckpt_every == 0))) {
             if (save_checkpoint(tr)) { if (log) fclose(log); return -1; }
@@ -768,7 +774,8 @@ void usage(void) {
            "  --log FILE          write every progress line and evaluation to a CSV file\n"
            "                      (a new Stage I run starts it afresh; --resume and --init append)\n"
            "  --plot DIR          at the end, draw SVG figures from --log into DIR\n"
-           "  --dump-state FILE   one forward/backward on the first batch, written for cross-checking, then exit\n"
+           "  --dump-state FILE   one forward/backward on the next batch (the first unless --resume),\n"
+           "                      written for cross-checking, then exit\n"
            "  --seed N            initialisation and batch sampling     (%llu)\n"
            "  --threads N         OpenMP threads, 0 = all cores         (%d)\n"
            "  --quiet             no progress output\n\n"
