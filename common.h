@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 // ----------------------------------------------------------------------------
 // errors: library code never exits; it returns -1 and leaves the reason here.
@@ -139,8 +140,10 @@ static inline int read_file(const char *path, size_t max_bytes, char **out, size
     return 0;
 }
 
-// Atomic writes: write into "<path>.tmp", then atomic_commit() flushes and renames it over
-// path. A crash or a failed write never leaves a half-written file under the real name.
+// Atomic writes: write into "<path>.tmp", then atomic_commit() flushes it to the disk (fsync)
+// and renames it over path. A crash of the program or of the machine, or a failed write, leaves
+// the old file or the new one under the real name, never half of one. One writer per path: two
+// at once would share the temp file.
 typedef struct {
     FILE *f;
     char tmp_path[4096];
@@ -169,7 +172,7 @@ static inline void atomic_write(AtomicFile *af, const void *data, size_t n) {
 // removed and the destination is left untouched.
 static inline int atomic_commit(AtomicFile *af) {
     int bad = af->failed;
-    if (fflush(af->f) != 0) bad = 1;
+    if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0) bad = 1;   // the data before the rename
     if (fclose(af->f) != 0) bad = 1;
     af->f = NULL;
     if (bad) { remove(af->tmp_path); return fail(af->path, "write failed: %s", strerror(errno)); }

@@ -1627,6 +1627,11 @@ void ouro_free(Ouro *m) {
 // ----------------------------------------------------------------------------
 // 9. checkpoints
 //
+// Checkpoints and exports are written as the structs and floats lie in memory, which is the
+// little-endian layout the formats promise only on a little-endian machine (x86, ARM as Linux
+// runs it): a big-endian build stops here rather than write files no other build can read.
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint and export formats are little-endian");
+//
 // A checkpoint holds everything needed to continue training exactly: the config, the optimizer
 // step, the caller's RNG state and data position, then three arrays of n_params reals in the
 // parameter layout of section 2: parameters, AdamW m, AdamW v. Layout (little-endian):
@@ -1716,14 +1721,15 @@ int ouro_load_checkpoint(Ouro *m, const char *path, uint64_t *rng_state, uint64_
     else if (!all_zero(hdr.reserved, sizeof hdr.reserved)) err = fail(path, "reserved header bytes are not zero");
     if (err) { fclose(f); return -1; }
     size_t sizes[N_PARAM_TENSORS], n_params, body;
-    if (param_sizes(&hdr.config, sizes, &n_params)) { fclose(f); return fail(path, "config overflows: %s", ouro_error); }
+    if (param_sizes(&hdr.config, sizes, &n_params)) { fclose(f); return fail(path, "%s", ouro_error); }
     if (hdr.n_params != n_params) {
         fclose(f);
         return fail(path, "header says %llu parameters, its config implies %zu", (unsigned long long)hdr.n_params, n_params);
     }
     if (size_mul(n_params, 3 * sizeof(real), &body) || (unsigned long long)size != sizeof hdr + (unsigned long long)body) {
-        fclose(f);
-        return fail(path, "file is %lld bytes, its header implies %zu + 3 x %zu x %zu", size, sizeof hdr, n_params, sizeof(real));
+        fclose(f);   // (param_sizes keeps 4 x n_params reals addressable, so the sum cannot overflow)
+        return fail(path, "file is %lld bytes, its header implies %zu (%zu + 3 x %zu parameters x %zu bytes)",
+                    size, sizeof hdr + 3 * n_params * sizeof(real), sizeof hdr, n_params, sizeof(real));
     }
     if (ouro_build(m, &hdr.config)) { fclose(f); return fail(path, "%s", ouro_error); }
     ouro_alloc_training(m);
@@ -1806,7 +1812,7 @@ int export_check(const void *data, size_t size, const char *path, ExportHeader *
     if (hdr->header_bytes != sizeof *hdr) return fail(path, "header_bytes %u, expected %zu", hdr->header_bytes, sizeof *hdr);
     if (config_validate(&hdr->config, path)) return -1;
     size_t sizes[N_PARAM_TENSORS], n_params, body = 0;
-    if (param_sizes(&hdr->config, sizes, &n_params)) return fail(path, "config overflows: %s", ouro_error);
+    if (param_sizes(&hdr->config, sizes, &n_params)) return fail(path, "%s", ouro_error);
     if (hdr->n_weights != n_params)
         return fail(path, "header says %llu weights, its config implies %zu", (unsigned long long)hdr->n_weights, n_params);
     if (size_mul(n_params, sizeof(float), &body) || size_add(body, sizeof *hdr, &body) ||
