@@ -468,8 +468,9 @@ int cmd_info(int argc, char **argv) {
     if (!n_files) die("info: give at least one FILE (see ./prepare info --help)");
     for (int k = 0; k < n_files; k++) {
         char magic[8] = {0};
-        FILE *f = file_size(files[k]) < 0 ? NULL : fopen(files[k], "rb");
-        if (!f) die("%s", file_size(files[k]) < 0 ? ouro_error : "cannot open file");
+        if (file_size(files[k]) < 0) die("%s", ouro_error);
+        FILE *f = fopen(files[k], "rb");
+        if (!f) die("%s: cannot open: %s", files[k], strerror(errno));
         size_t got = fread(magic, 1, 8, f);
         fclose(f);
         if (got == 8 && !memcmp(magic, TOKENIZER_MAGIC, 8)) info_tokenizer(files[k]);
