@@ -1175,6 +1175,30 @@ static void test_plots(void) {
         check(write_plots("/tmp/ouro_test_bad_log.csv", dir) != 0 && strstr(ouro_error, bad_logs[i].error),
               "bad log %d: error '%s' should say '%s'", i, ouro_error, bad_logs[i].error);
     }
+    // a log cut off mid-row (or with stray lines) still draws: such lines are counted and skipped,
+    // and a row with an empty stage cell is never taken for a stage
+    char *good = NULL;
+    size_t good_len = 0;
+    if (check(read_file(log, 1 << 24, &good, &good_len) == 0, "re-read the log: %s", ouro_error)) {
+        char *eval_row = strstr(good, "\neval,1,");
+        size_t row_len = eval_row ? strcspn(eval_row + 1, "\n") : 0;
+        char *damaged = xcalloc(2 * good_len + 64, 1);
+        memcpy(damaged, good, good_len);
+        strcat(damaged, "e\neval,1\neval,");                        // two stray lines
+        if (eval_row) strncat(damaged, eval_row + 1 + 6, row_len - 6);  // the eval row, stage cell empty
+        strcat(damaged, "\n");
+        write_bytes("/tmp/ouro_test_bad_log.csv", damaged, strlen(damaged));
+        Table t;
+        if (check(eval_row && table_read(&t, "/tmp/ouro_test_bad_log.csv") == 0, "damaged log: %s", ouro_error)) {
+            int stage_col = table_col(&t, "stage");
+            check(t.skipped == 2 && stage_col > 0 && isnan(t.values[(size_t)(t.n_rows - 1) * t.n_cols + stage_col]),
+                  "damaged log: %d lines skipped (expected 2), or the last row's stage is not empty", t.skipped);
+            table_free(&t);
+        }
+        check(write_plots("/tmp/ouro_test_bad_log.csv", dir) == 0, "damaged log: plots: %s", ouro_error);
+        free(damaged);
+        free(good);
+    }
     remove("/tmp/ouro_test_bad_log.csv");
     const char *names[] = {"loss", "ce_by_step", "exit_distribution", "qexit_tradeoff"};
     for (int i = 0; i < 4; i++) {

@@ -267,6 +267,7 @@ void log_train(FILE *f, const Trainer *tr, int step, double lr, double grad_norm
 
 typedef struct {
     int n_cols, n_rows;
+    int skipped;        // lines that are not a train or eval row of n_cols cells (a cut-off write)
     char **names;       // (n_cols)
     char **kinds;       // (n_rows) "train" or "eval"
     double *values;     // (n_rows, n_cols), NAN where a cell is empty
@@ -315,6 +316,13 @@ int table_read(Table *t, const char *path) {
     t->values = xmalloc(cap * t->n_cols * sizeof(double));
     while ((line = strtok_r(NULL, "\n", &save_line))) {
         if (strncmp(line, "kind,", 5) == 0) continue;  // a repeated header (logs joined by hand)
+        // Only whole rows are kept, so the table is at most ~8 bytes per byte of the file.
+        int cells = 1;
+        for (char *p = line; *p; p++) cells += *p == ',';
+        if (cells != t->n_cols || (strncmp(line, "train,", 6) != 0 && strncmp(line, "eval,", 5) != 0)) {
+            t->skipped++;
+            continue;
+        }
         if ((size_t)t->n_rows == cap) {
             cap *= 2;
             t->kinds = realloc(t->kinds, cap * sizeof(char *));
@@ -323,13 +331,12 @@ int table_read(Table *t, const char *path) {
         }
         double *row = t->values + (size_t)t->n_rows * t->n_cols;
         char *p = line;
-        for (int c = 0; c < t->n_cols; c++) {
+        for (int c = 0; c < t->n_cols; c++) {   // n_cols cells, checked above
             char *end = strchr(p, ',');
             if (end) *end = 0;
             if (c == 0) t->kinds[t->n_rows] = xstrdup(p);
             else row[c] = *p ? strtod(p, NULL) : NAN;
-            if (!end) { for (int rest = c + 1; rest < t->n_cols; rest++) row[rest] = NAN; break; }
-            p = end + 1;
+            p = end ? end + 1 : p;
         }
         t->n_rows++;
     }
@@ -343,7 +350,7 @@ int table_series(const Table *t, const char *kind, int stage, const char *name, 
     if (cs < 0 || cv < 0) return 0;
     for (int r = 0; r < t->n_rows; r++) {
         const double *row = t->values + (size_t)r * t->n_cols;
-        if (strcmp(t->kinds[r], kind) != 0 || (stage > 0 && (int)row[cst] != stage) || !isfinite(row[cv])) continue;
+        if (strcmp(t->kinds[r], kind) != 0 || (stage > 0 && row[cst] != stage) || !isfinite(row[cv])) continue;
         x[n] = row[cs];
         y[n++] = row[cv];
     }
@@ -354,7 +361,7 @@ int table_series(const Table *t, const char *kind, int stage, const char *name, 
 int table_eval_row(const Table *t, int stage, int last) {
     int cst = table_col(t, "stage"), found = -1;
     for (int r = 0; r < t->n_rows; r++)
-        if (strcmp(t->kinds[r], "eval") == 0 && (stage <= 0 || (int)t->values[(size_t)r * t->n_cols + cst] == stage)) {
+        if (strcmp(t->kinds[r], "eval") == 0 && (stage <= 0 || t->values[(size_t)r * t->n_cols + cst] == stage)) {
             found = r;
             if (!last) break;
         }
@@ -392,6 +399,7 @@ const char *missing_column(const Table *t, int T) {
 int write_plots(const char *log_path, const char *dir) {
     Table t;
     if (table_read(&t, log_path)) return -1;
+    if (t.skipped) fprintf(stderr, "%s: %d lines are not whole train or eval rows: skipped\n", log_path, t.skipped);
     int T = 0;  // the log has columns p1..pT
     for (char name[16]; T < OURO_MAX_T; T++) {
         snprintf(name, sizeof name, "p%d", T + 1);
@@ -718,11 +726,21 @@ void print_stage2_comparison(const EvalResult *before, int first_step, const Eva
                after->q_depth[i], after->q_ce[i]);
 }
 
+// Writes the export with the tokenizer file embedded. The file is read again here, so it is
+// checked again too, and must hold the very merges the run was trained with (it may have been
+// replaced during a long run): a model exported with another tokenizer would decode to nonsense.
 int export_model(Trainer *tr, const char *path) {
+    const char *tok_path = tr->opt.tokenizer_path;
     char *tok_file = NULL;
     size_t tok_bytes = 0;
-    if (read_file(tr->opt.tokenizer_path, (size_t)1 << 28, &tok_file, &tok_bytes)) return -1;
-    int r = ouro_export(&tr->model, path, tok_file, tok_bytes);
+    if (read_file(tok_path, (size_t)1 << 20, &tok_file, &tok_bytes)) return -1;
+    Tokenizer now;
+    if (tokenizer_load_memory(&now, tok_file, tok_bytes, tok_path)) { free(tok_file); return -1; }
+    int same = now.n_merges == tr->tok.n_merges &&
+               memcmp(now.merges, tr->tok.merges, 2 * (size_t)now.n_merges * sizeof *now.merges) == 0;
+    tokenizer_free(&now);
+    int r = same ? ouro_export(&tr->model, path, tok_file, tok_bytes)
+                 : fail(tok_path, "changed since training started: the export would carry another tokenizer");
     free(tok_file);
     return r;
 }
