@@ -990,6 +990,18 @@ static void test_export_round_trip(void) {
         free(file);
         free(tok_file);
     }
+    // a tokenizer file replaced during training (here by one trained on other text) is not
+    // embedded: the export would decode to other text
+    const char *other = "/tmp/ouro_test_other_tok.bin";
+    Tokenizer tok;
+    const char *text = "a tokenizer trained on a different text, a different text entirely";
+    if (check(tokenizer_train(&tok, text, strlen(text), 270) == 0 && tokenizer_save(&tok, other) == 0, "other tokenizer: %s", ouro_error)) {
+        tokenizer_free(&tok);
+        tr.opt.tokenizer_path = other;
+        check(export_model(&tr, path) != 0 && strstr(ouro_error, "changed since training"),
+              "export embedded a tokenizer other than the one trained with: '%s'", ouro_error);
+        remove(other);
+    }
     trainer_free(&tr);
     remove(path);
 }
