@@ -30,6 +30,11 @@ static int check(int ok, const char *fmt, ...) {
     return 0;
 }
 
+// Whether err is worse than the running worst error, where NaN is the worst of all and stays:
+// fmax and `err > worst` both skip a NaN, so a NaN after the first element would pass.
+static int is_worse(double err, double worst) { return !isnan(worst) && !(err <= worst); }
+static double worst_of(double worst, double err) { return is_worse(err, worst) ? err : worst; }
+
 __attribute__((format(printf, 1, 2)))
 static void skip(const char *fmt, ...) {
     tests_skipped++;
@@ -167,8 +172,8 @@ static void gradient_check(const char *label, Config cfg, int B, int S, OuroMode
             w[j] = saved;
             double tolerance = GC_ATOL + GC_RTOL * fmax(fabs(a[j]), fabs(numeric));
             double excess = fabs(a[j] - numeric) - tolerance;
-            worst_ratio = fmax(worst_ratio, fabs(a[j] - numeric) / tolerance);
-            if (s == 0 || excess > worst) { worst = excess; worst_a = a[j]; worst_n = numeric; }
+            worst_ratio = worst_of(worst_ratio, fabs(a[j] - numeric) / tolerance);
+            if (s == 0 || is_worse(excess, worst)) { worst = excess; worst_a = a[j]; worst_n = numeric; }
         }
         check(worst <= 0, "%s: d%s analytic %.9g vs numeric %.9g exceeds atol %g + rtol %g",
               label, param_names[i], worst_a, worst_n, GC_ATOL, GC_RTOL);
@@ -249,7 +254,7 @@ static void test_optimizer_clip_rope(void) {
         }
     }
     double worst = 0;
-    for (size_t j = 0; j < n; j++) worst = fmax(worst, fabs(m.params_memory[j] - w[j]));
+    for (size_t j = 0; j < n; j++) worst = worst_of(worst, fabs(m.params_memory[j] - w[j]));
     check(worst < 1e-5, "AdamW after 3 steps differs from its formula by %g", worst);
 
     // clipping: a norm above max_norm is scaled down to it, one below is left alone
@@ -268,8 +273,8 @@ static void test_optimizer_clip_rope(void) {
     for (int pos = 0; pos < cfg.max_seq_len; pos += 3)
         for (int i = 0; i < half; i++) {
             double angle = pos * pow(cfg.rope_theta, -2.0 * i / hd);
-            rope_worst = fmax(rope_worst, fabs(m.rope_cos[(size_t)pos * half + i] - cos(angle)));
-            rope_worst = fmax(rope_worst, fabs(m.rope_sin[(size_t)pos * half + i] - sin(angle)));
+            rope_worst = worst_of(rope_worst, fabs(m.rope_cos[(size_t)pos * half + i] - cos(angle)));
+            rope_worst = worst_of(rope_worst, fabs(m.rope_sin[(size_t)pos * half + i] - sin(angle)));
         }
     check(rope_worst < 1e-6, "RoPE table differs from cos/sin(pos theta^(-2i/hd)) by %g", rope_worst);
     free(w); free(mo); free(ve);
@@ -340,11 +345,11 @@ static void test_exit_distribution(void) {
         for (int t = 0; t < T; t++) {
             double lambda = 1 / (1 + exp(-(double)z[t * N + n]));
             double expect = t < T - 1 ? lambda * survive : survive;  // p(t) = lambda_t prod_{j<t} (1 - lambda_j)
-            worst_formula = fmax(worst_formula, fabs(p[t * N + n] - expect));
+            worst_formula = worst_of(worst_formula, fabs(p[t * N + n] - expect));
             survive *= 1 - lambda;
             sum += p[t * N + n];
         }
-        worst_sum = fmax(worst_sum, fabs(sum - 1));
+        worst_sum = worst_of(worst_sum, fabs(sum - 1));
     }
     check(worst_sum < 1e-6, "exit distribution sums to 1: worst |sum - 1| = %g > 1e-6", worst_sum);
     check(worst_formula < 1e-6, "exit distribution vs survival product: worst error %g > 1e-6", worst_formula);
@@ -640,7 +645,7 @@ static void test_matmul(void) {
                     for (int i = 0; i < M; i++) {
                         for (int j = 0; j < N; j++) {
                             double err = fabs(C[0][(size_t)i * ldc + j] - want[(size_t)i * N + j]);
-                            if (err > worst) worst = err;
+                            worst = worst_of(worst, err);
                         }
                         for (int j = N; j < ldc; j++) padding_kept &= C[0][(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
                     }
@@ -668,7 +673,7 @@ static void test_fast_exp(void) {
             if (x < -87.0f || x > 88.0f) continue;
             double want = exp((double)x), ulp = ldexp(1.0, ilogb(want) - 23);
             double err = fabs(fast_exp(x) - want) / ulp;
-            if (err > worst) worst = err, worst_x = x;
+            if (is_worse(err, worst)) worst = err, worst_x = x;
         }
     }
     check(worst <= 1.5, "fast_exp: %.2f ulp from exp at x = %.6g (bound 1.5)", worst, worst_x);
@@ -695,7 +700,7 @@ static void test_fast_exp(void) {
         double sum = softmax_exp(x, n, 0.5f, 1.0f);
         for (int j = 0; j < n; j++) {
             double rel = fabs(x[j] - want_each[j]) / want_each[j];
-            if (rel > worst_rel) worst_rel = rel;
+            worst_rel = worst_of(worst_rel, rel);
         }
         check(fabs(sum - want) <= 1e-6 * want && worst_rel <= 3e-7,
               "softmax_exp n = %d: sum %.9g (want %.9g), worst element %.2g relative", n, sum, want, worst_rel);
@@ -775,14 +780,14 @@ static void test_attention(void) {
         for (int x = 0; x < 4; x++) {
             double worst = 0, largest = 0;
             for (size_t i = 0; i < n; i++) {
-                worst = fmax(worst, fabs(out[0][x * n + i] - want[x * n + i]));
+                worst = worst_of(worst, fabs(out[0][x * n + i] - want[x * n + i]));
                 largest = fmax(largest, fabs(want[x * n + i]));
             }
             check(worst <= tol * largest, "attention H %d S %d hd %d: %s off by %.3g of its largest entry",
                   H, S, hd, names[x], worst / largest);
         }
         double worst_lse = 0;
-        for (int i = 0; i < B * H * S; i++) worst_lse = fmax(worst_lse, fabs(lse[0][i] - w_lse[i]));
+        for (int i = 0; i < B * H * S; i++) worst_lse = worst_of(worst_lse, fabs(lse[0][i] - w_lse[i]));
         check(worst_lse <= tol * 10, "attention H %d S %d hd %d: lse off by %.3g", H, S, hd, worst_lse);  // lse ~ 1..10
         check(memcmp(out[0], out[1], 4 * n * sizeof(real)) == 0 && memcmp(lse[0], lse[1], (size_t)B * H * S * sizeof(real)) == 0,
               "attention H %d S %d hd %d: 1 and 2 threads differ", H, S, hd);

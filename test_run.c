@@ -101,7 +101,7 @@ static float *run_test_reference_logits(Ouro *net, const int *x, int S, int n_st
 static double run_test_row_error(const float *a, const float *b, int V) {
     double err = 0, scale = 1;
     for (int i = 0; i < V; i++) {
-        err = fmax(err, fabs((double)a[i] - b[i]));
+        err = worst_of(err, fabs((double)a[i] - b[i]));
         scale = fmax(scale, fabs((double)b[i]));
     }
     return err / scale;
@@ -129,13 +129,13 @@ static void test_run_decode_matches_forward(void) {
             prefill(&m, &s, &full_depth, x, n_prefill, &tr);
             first = n_prefill - 1;  // the prefill's step logits are those of its last position
             for (int t = 0; t < T; t++)
-                worst = fmax(worst, run_test_row_error(s.step_logits + (size_t)t * V, ref + ((size_t)t * S + first) * V, V));
+                worst = worst_of(worst, run_test_row_error(s.step_logits + (size_t)t * V, ref + ((size_t)t * S + first) * V, V));
             first++;
         }
         for (int pos = first; pos < S; pos++) {
             decode_token(&m, &s, &full_depth, x[pos], pos, &tr);
             for (int t = 0; t < T; t++)
-                worst = fmax(worst, run_test_row_error(s.step_logits + (size_t)t * V, ref + ((size_t)t * S + pos) * V, V));
+                worst = worst_of(worst, run_test_row_error(s.step_logits + (size_t)t * V, ref + ((size_t)t * S + pos) * V, V));
         }
         check(worst <= RUN_TEST_TOL, "decode (prefill %d) vs ouro_forward, every step and position: relative error %.3g > %g",
               n_prefill, worst, RUN_TEST_TOL);
@@ -191,7 +191,7 @@ static void test_run_exit_policies(void) {
         long long steps = run_test_decode_all(&m, &static_n, KV_FULL, x, S, a, exits, NULL);
         double worst = 0;
         for (int pos = 0; pos < S; pos++)
-            worst = fmax(worst, run_test_row_error(a + (size_t)pos * V, ref + ((size_t)(n - 1) * S + pos) * V, V));
+            worst = worst_of(worst, run_test_row_error(a + (size_t)pos * V, ref + ((size_t)(n - 1) * S + pos) * V, V));
         check(worst <= RUN_TEST_TOL && steps == (long long)S * n * L,
               "static %d: error vs ouro_forward's step-%d logits %.3g > %g, or layer-steps %lld != %d", n, n, worst,
               RUN_TEST_TOL, steps, S * n * L);
@@ -339,7 +339,7 @@ static void test_run_kv_strategies(void) {
                     for (int t = 0; t < T; t++) sum += full.key_cache[step_region(&full, t, l) + key_index(0, i, d)];
                     expect = sum / T;
                 }
-                worst = fmax(worst, fabs(s.key_shared[shared_region(&s, l) + key_index(0, i, d)] - expect));
+                worst = worst_of(worst, fabs(s.key_shared[shared_region(&s, l) + key_index(0, i, d)] - expect));
             }
         check(worst < 1e-6, "KV %s: stored key of position 0 is off by %.3g from the documented one", kv_names[k], worst);
         check(s.cache_bytes * T == full.cache_bytes, "KV %s: %zu cache bytes, expected full's %zu / T", kv_names[k],
@@ -372,7 +372,7 @@ static void test_run_eval(void) {
     for (int i = 0; i < 2 * S; i++) { inputs[i] = x[i]; targets[i] = x[i + 1]; }
     ouro_forward(&net, inputs, targets, 2, S, 2 * T, OURO_EVAL);
     double worst = 0;
-    for (int t = 0; t < 2 * T; t++) worst = fmax(worst, fabs(r.ce_step[t] - net.metrics.ce[t]));
+    for (int t = 0; t < 2 * T; t++) worst = worst_of(worst, fabs(r.ce_step[t] - net.metrics.ce[t]));
     check(worst < 1e-4 && r.tokens == 2 * S, "eval static depths vs ouro_forward's CE_t: worst |difference| %.3g > 1e-4 (%lld tokens)",
           worst, r.tokens);
     EvalScores q1;
@@ -597,7 +597,7 @@ static void test_run_threads(void) {
                     double wx = (double)w[r * ld + c0 + c] * v[c];
                     ref += wx, mag += fabs(wx);
                 }
-                worst = fmax(worst, fabs(o1[r] - ref) / (1e-6 * mag + 1e-30));
+                worst = worst_of(worst, fabs(o1[r] - ref) / (1e-6 * mag + 1e-30));
             }
             check(worst <= 1, "%s %d x %d: error %.2f x (1e-6 * sum |w x|)", kind ? "matvec_packed" : "key_scores",
                   n_rows, n_cols, worst);
@@ -609,7 +609,7 @@ static void test_run_threads(void) {
         for (int c = 0; c < n_cols; c++) {
             double ref = c, mag = fabs((double)c);
             for (int r = 0; r < n_rows; r++) { ref += (double)v[r] * w[r * ld + c]; mag += fabs((double)v[r] * w[r * ld + c]); }
-            worst = fmax(worst, fabs(o1[c] - ref) / (1e-6 * mag + 1e-30));
+            worst = worst_of(worst, fabs(o1[c] - ref) / (1e-6 * mag + 1e-30));
         }
         check(worst <= 1, "weighted_rows %d x %d: error %.2f x (1e-6 * sum |v w|)", n_rows, n_cols, worst);
     }
