@@ -328,20 +328,25 @@ static void test_run_kv_strategies(void) {
         check(memcmp(base, other, (size_t)V * sizeof(float)) == 0, "KV %s: position 0 differs from full", kv_names[k]);
         check(run_test_row_error(base + (size_t)(S - 1) * V, other + (size_t)(S - 1) * V, V) > 1e-3,
               "KV %s at depth T gives the same last-position logits as full: the strategy has no effect", kv_names[k]);
-        double worst = 0;
-        for (int l = 0; l < L; l++)
-            for (int i = 0; i < d; i++) {
-                double expect = 0;
-                if (k == KV_FIRST) expect = full.key_cache[step_region(&full, 0, l) + key_index(0, i, d)];
-                else if (k == KV_LAST) expect = full.key_cache[step_region(&full, T - 1, l) + key_index(0, i, d)];
-                else {
-                    float sum = 0;
-                    for (int t = 0; t < T; t++) sum += full.key_cache[step_region(&full, t, l) + key_index(0, i, d)];
-                    expect = sum / T;
+        for (int values = 0; values < 2; values++) {   // keys (blocked layout), then values (rows)
+            const float *cache = values ? full.value_cache : full.key_cache, *shared = values ? s.value_shared : s.key_shared;
+            double worst = 0;
+            for (int l = 0; l < L; l++)
+                for (int i = 0; i < d; i++) {
+                    size_t at = values ? (size_t)i : key_index(0, i, d);   // element i of position 0
+                    double expect = 0;
+                    if (k == KV_FIRST) expect = cache[step_region(&full, 0, l) + at];
+                    else if (k == KV_LAST) expect = cache[step_region(&full, T - 1, l) + at];
+                    else {
+                        float sum = 0;
+                        for (int t = 0; t < T; t++) sum += cache[step_region(&full, t, l) + at];
+                        expect = sum / T;
+                    }
+                    worst = worst_of(worst, fabs(shared[shared_region(&s, l) + at] - expect));
                 }
-                worst = worst_of(worst, fabs(s.key_shared[shared_region(&s, l) + key_index(0, i, d)] - expect));
-            }
-        check(worst < 1e-6, "KV %s: stored key of position 0 is off by %.3g from the documented one", kv_names[k], worst);
+            check(worst < 1e-6, "KV %s: stored %s of position 0 is off by %.3g from the documented one", kv_names[k],
+                  values ? "value" : "key", worst);
+        }
         check(s.cache_bytes * T == full.cache_bytes, "KV %s: %zu cache bytes, expected full's %zu / T", kv_names[k],
               s.cache_bytes, full.cache_bytes);
         runstate_free(&s);
