@@ -377,7 +377,7 @@ static void test_exit_distribution(void) {
 static void test_entropy_term(void) {
     Config cfg = tiny_config(0);
     Ouro m;
-    ouro_init(&m, &cfg, 4);
+    if (!check(ouro_init(&m, &cfg, 4) == 0, "entropy: init: %s", ouro_error)) return;
     scramble_params(&m, 9);
     int x[10], y[10];
     Rng rng;
@@ -385,11 +385,12 @@ static void test_entropy_term(void) {
     random_tokens(x, 10, cfg.V, &rng);
     random_tokens(y, 10, cfg.V, &rng);
     m.obj.beta = 0;
-    ouro_forward(&m, x, y, 2, 5, cfg.T, OURO_EVAL);
+    int ok = ouro_forward(&m, x, y, 2, 5, cfg.T, OURO_EVAL) == 0;
     Metrics m0 = m.metrics;
     m.obj.beta = 0.1f;
-    ouro_forward(&m, x, y, 2, 5, cfg.T, OURO_EVAL);
+    ok &= ouro_forward(&m, x, y, 2, 5, cfg.T, OURO_EVAL) == 0;
     Metrics m1 = m.metrics;
+    if (!check(ok && m0.entropy > 0, "entropy: forward: %s (entropy %g)", ouro_error, m0.entropy)) { ouro_free(&m); return; }
     double expect = m0.loss_stage1 - 0.1f * m0.entropy;
     check(fabs(m1.loss_stage1 - expect) < 1e-6, "beta: loss(0.1) = %.9g, loss(0) - 0.1 H = %.9g", m1.loss_stage1, expect);
     check(fabs(m0.loss_stage1 - m0.expected_ce) < 1e-6, "beta=0: loss %.9g != expected CE %.9g", m0.loss_stage1, m0.expected_ce);
@@ -809,16 +810,16 @@ static void test_threads(void) {
     rng_seed(&rng, 77);
     random_tokens(x, N, cfg.V, &rng);
     random_tokens(y, N, cfg.V, &rng);
-    real *grads[2];
+    real *grads[2] = {NULL, NULL};
     double loss[2];
     for (int run = 0; run < 2; run++) {
         set_threads(run + 1);
         Ouro m;
-        ouro_init(&m, &cfg, 6);
+        if (!check(ouro_init(&m, &cfg, 6) == 0, "threads: init: %s", ouro_error)) break;
         scramble_params(&m, 8);
         ouro_zero_grad(&m);
-        ouro_forward(&m, x, y, B, S, cfg.T, OURO_STAGE1);
-        ouro_backward(&m);
+        check(ouro_forward(&m, x, y, B, S, cfg.T, OURO_STAGE1) == 0 && ouro_backward(&m) == 0 &&
+              m.metrics.loss_stage1 > 0, "threads: forward or backward failed: %s", ouro_error);
         loss[run] = m.metrics.loss_stage1;
         grads[run] = xmalloc(m.n_params * sizeof(real));
         memcpy(grads[run], m.grads_memory, m.n_params * sizeof(real));
