@@ -426,6 +426,30 @@ static void test_metrics_and_qexit(void) {
           depth1, ce1, T, m.metrics.ce[T - 1]);
     check(!qexit_stop(1.0, 1.0) && qexit_stop(1.0, 0.999) && !qexit_stop(0.5, 0.6),
           "qexit_stop: a CDF of 1 stops q = 1, or the CDF is not compared with q");
+    // 0 < q < 1: each token leaves at the first step whose CDF, p(1) + ... + p(t), reaches q (by
+    // the definition, from the forward's p and CE), and some tokens leave at a middle step
+    int N = 10, middle = 0;
+    const real *p = m.acts->p, *ce = m.acts->ce;
+    for (int qi = 0; qi < 3; qi++) {
+        double q = 0.3 + 0.2 * qi, want_ce = 0, want_depth = 0, depth;
+        for (int n = 0; n < N; n++) {
+            double cdf = 0;
+            int t = 1;   // the exit step, from 1
+            for (; t < T; t++) {
+                cdf += p[(size_t)(t - 1) * N + n];
+                if (cdf >= q) break;
+            }
+            want_ce += ce[(size_t)(t - 1) * N + n];
+            want_depth += t;
+            middle += t > 1 && t < T;
+        }
+        want_ce /= N, want_depth /= N;
+        double got_ce = ouro_qexit_ce(&m, q, &depth);
+        check(fabs(got_ce - want_ce) < 1e-9 && fabs(depth - want_depth) < 1e-9,
+              "Q-exit q=%g: CE %.9g, depth %g (want %.9g, %g: the first step whose CDF reaches q)", q, got_ce,
+              depth, want_ce, want_depth);
+    }
+    check(middle > 0, "Q-exit: no token left at a middle step for q = 0.3, 0.5, 0.7: the check above is weak");
     ouro_free(&m);
 }
 

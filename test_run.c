@@ -244,6 +244,26 @@ static void test_run_exit_policies(void) {
     run_test_close(&net, &m, path);
 }
 
+// Q-exit's rule on gate logits chosen so that p = (0.2, 0.2, 0.3, 0.3) and the CDF is 0.2, 0.4,
+// 0.7, 1: a token leaves at the first step whose CDF reaches q (q = 0.3 at step 2, 0.5 at 3),
+// not a step later (the CDF read before adding p(t)) nor earlier.
+static void test_run_qexit_rule(void) {
+    int T = 4;
+    float z[4] = {logf(0.2f / 0.8f), logf(0.25f / 0.75f), 0.0f, 0.0f};   // lambda = 0.2, 0.25, 0.5
+    double qs[4] = {0.1, 0.3, 0.5, 0.9};
+    int want[4] = {1, 2, 3, 4};
+    for (int i = 0; i < 4; i++) {
+        ExitPolicy pol = {.kind = EXIT_Q, .q = qs[i]};
+        ExitState es = {0, 0};
+        TokenTrace tr = {0};
+        int t = 1;
+        while (!exit_after_step(&pol, T, t, z[t - 1], INFINITY, &es, &tr)) t++;
+        check(t == want[i] && fabsf(tr.p[0] - 0.2f) < 1e-6f && (t < 2 || fabsf(tr.p[1] - 0.2f) < 1e-6f),
+              "Q-exit q=%g with CDF 0.2, 0.4, 0.7, 1: left at step %d (want %d); p(1) %g, p(2) %g (want 0.2)",
+              qs[i], t, want[i], tr.p[0], tr.p[1]);
+    }
+}
+
 // The prefill's exit step is the FIRST step at which the policy stops the last prompt position
 // (all steps still run for the caches): Q-exit q = 0 gives step 1, with ouro_forward's step-1
 // logits at that position; hdiff with a huge eps gives step 2 (its first chance). Taking the
@@ -671,6 +691,7 @@ static void run_run_tests(void) {
     int saved = set_thread_count(1);
     test_run_decode_matches_forward();
     test_run_exit_policies();
+    test_run_qexit_rule();
     test_run_prefill_exit();
     test_run_q1_with_a_certain_gate();
     test_run_kv_strategies();
