@@ -276,15 +276,19 @@ static void test_run_prefill_exit(void) {
     int n = 12, T = m.cfg.T, V = m.cfg.V, x[12];
     run_test_tokens(x, n, V, 17);
     float *ref = run_test_reference_logits(&net, x, n, T);
-    ExitPolicy pols[2] = {{.kind = EXIT_Q, .q = 0.0}, {.kind = EXIT_HDIFF, .eps = 1e30}};
-    for (int i = 0; i < 2; i++) {
+    // hdiff with eps = 1e-3, far below the real distances between steps, runs to T: a distance
+    // that were always 0 would stop at step 2
+    ExitPolicy pols[3] = {{.kind = EXIT_Q, .q = 0.0}, {.kind = EXIT_HDIFF, .eps = 1e30}, {.kind = EXIT_HDIFF, .eps = 1e-3}};
+    const char *names[3] = {"Q-exit q=0", "hdiff 1e30", "hdiff 1e-3"};
+    int wants[3] = {1, 2, T};
+    for (int i = 0; i < 3; i++) {
         RunState s;
         TokenTrace tr;
         if (!check(runstate_init(&s, &m, KV_FULL, T, n, 0) == 0, "runstate_init: %s", ouro_error)) break;
-        int want = i + 1, got = prefill(&m, &s, &pols[i], x, n, &tr);
+        int want = wants[i], got = prefill(&m, &s, &pols[i], x, n, &tr);
         double err = got >= 1 && got <= T ? run_test_row_error(s.logits, ref + ((size_t)(got - 1) * n + n - 1) * V, V) : INFINITY;
         check(got == want && tr.exit_step == want && err <= RUN_TEST_TOL,
-              "prefill under %s: exit step %d (want %d), logits vs ouro_forward's step %d: error %.3g", i ? "hdiff 1e30" : "Q-exit q=0",
+              "prefill under %s: exit step %d (want %d), logits vs ouro_forward's step %d: error %.3g", names[i],
               got, want, got, err);
         runstate_free(&s);
     }
