@@ -437,10 +437,16 @@ static void test_run_sampling(void) {
           "generation with the same seed differs between two runs");
     check(memcmp(out[0], out[2], sizeof out[0]) != 0, "seeds 7 and 8 generate the same 20 tokens");
 
-    float logits[4] = {1.0f, 3.0f, 2.0f, 0.5f};
+    // temperature 0: the argmax every time, even when the logits are nearly flat (a sampler that
+    // drew at temperature 1 would pick token 1 about a quarter of the time here)
     Sampler sp;
     sampler_init(&sp, 4, 0.0f, 0.9f, 1);
-    check(sampler_sample(&sp, logits) == 1, "temperature 0 does not pick the argmax");
+    int argmax_every_time = 1;
+    for (int draw = 0; draw < 200; draw++) {
+        float logits[4] = {1.0f, 1.01f, 1.0f, 0.99f};
+        argmax_every_time &= sampler_sample(&sp, logits) == 1;
+    }
+    check(argmax_every_time, "temperature 0 does not pick the argmax in every one of 200 draws");
     sampler_free(&sp);
     // a temperature so small that logits / temperature overflow: still the argmax, no NaN
     float logits2[4] = {1.0f, 3.0f, 2.0f, 0.5f};
