@@ -339,13 +339,19 @@ static void test_exit_distribution(void) {
     z[0] = 40;   // a token that is certain to stop at once: log space must not produce NaN
     z[1] = -40;  // and one that is certain to go on
     exit_distribution_forward(log_p, p, z, T, N);
-    double worst_sum = 0, worst_formula = 0;
+    double worst_sum = 0, worst_formula = 0, worst_log = 0;
     for (int n = 0; n < N; n++) {
-        double sum = 0, survive = 1;
+        double sum = 0, survive = 1, log_survive = 0;
         for (int t = 0; t < T; t++) {
-            double lambda = 1 / (1 + exp(-(double)z[t * N + n]));
+            double zt = z[t * N + n], lambda = 1 / (1 + exp(-zt));
             double expect = t < T - 1 ? lambda * survive : survive;  // p(t) = lambda_t prod_{j<t} (1 - lambda_j)
             worst_formula = worst_of(worst_formula, fabs(p[t * N + n] - expect));
+            // log p(t) in double, each log sigmoid written the stable way round (z = 40: log(1 - lambda)
+            // is -40, which log(1 - sigmoid) would round to log 0 = -inf)
+            double log_lambda = zt >= 0 ? -log1p(exp(-zt)) : zt - log1p(exp(zt));
+            double log_expect = t < T - 1 ? log_lambda + log_survive : log_survive;
+            worst_log = worst_of(worst_log, fabs(log_p[t * N + n] - log_expect) / fmax(1, fabs(log_expect)));
+            log_survive += -zt >= 0 ? -log1p(exp(zt)) : -zt - log1p(exp(-zt));
             survive *= 1 - lambda;
             sum += p[t * N + n];
         }
@@ -353,6 +359,8 @@ static void test_exit_distribution(void) {
     }
     check(worst_sum < 1e-6, "exit distribution sums to 1: worst |sum - 1| = %g > 1e-6", worst_sum);
     check(worst_formula < 1e-6, "exit distribution vs survival product: worst error %g > 1e-6", worst_formula);
+    check(worst_log < 1e-5, "log p(t) vs a double-precision reference: worst relative error %g > 1e-5 (z = +-40 "
+          "must stay finite)", worst_log);
 
     // T = 1: the only step takes everything and the entropy is zero.
     Config cfg = tiny_config(0);
