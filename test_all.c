@@ -1151,8 +1151,9 @@ static void test_train_rejects_bad_input(void) {
     free(saved);
 }
 
-// The state dump has the documented layout and the numbers of one forward/backward. It writes no
-// checkpoint, so an existing --ckpt neither stops it nor is touched.
+// The state dump has the documented layout and the numbers of one forward/backward, as a second
+// trainer set up the same way computes them itself (same seed: the same weights and batch). It
+// writes no checkpoint, so an existing --ckpt neither stops it nor is touched.
 static void test_dump_state(void) {
     make_train_fixture();
     const char *path = "/tmp/ouro_test_dump.bin", *ckpt = "/tmp/ouro_test_dump_ckpt.bin";
@@ -1174,12 +1175,27 @@ static void test_dump_state(void) {
         check(len == expect && memcmp(h.magic, "OURODUMP", 8) == 0 && h.B == o.B && h.S == o.S &&
               h.n_params == m->n_params && h.loss == m->metrics.loss_stage1,
               "dump: %zu bytes (expected %zu) or a header field is wrong", len, expect);
-        const float *grads = (const float *)(buf + expect - m->n_params * 4);
-        const float *ce = (const float *)(buf + 128 + 2 * N * 4);
-        int same = 1;
-        for (size_t i = 0; i < m->n_params; i++) same &= grads[i] == (float)m->grads_memory[i];
-        for (size_t i = 0; i < T * N; i++) same &= ce[i] == (float)m->acts->ce[i];
-        check(same, "dump: gradients or CE differ from the model's");
+        Trainer ref;   // the reference: its own batch, forward and backward
+        if (check(trainer_setup(&ref, &o) == 0, "dump reference setup: %s", ouro_error)) {
+            Ouro *r = &ref.model;
+            next_batch(&ref);
+            ouro_zero_grad(r);
+            check(ouro_forward(r, ref.inputs, ref.targets, o.B, o.S, (int)T, OURO_STAGE1) == 0 && ouro_backward(r) == 0,
+                  "dump reference forward/backward: %s", ouro_error);
+            const int32_t *inputs = (const int32_t *)(buf + 128), *targets = inputs + N;
+            const float *ce = (const float *)(targets + N), *z = ce + T * N, *p = z + T * N;
+            const float *params = p + T * N, *grads = params + m->n_params;
+            int batch = 1, per_step = 1, weights = 1;
+            for (size_t i = 0; i < N; i++) batch &= inputs[i] == ref.inputs[i] && targets[i] == ref.targets[i];
+            for (size_t i = 0; i < T * N; i++)
+                per_step &= ce[i] == (float)r->acts->ce[i] && z[i] == (float)r->acts->z[i] && p[i] == (float)r->acts->p[i];
+            for (size_t i = 0; i < m->n_params; i++)
+                weights &= params[i] == (float)r->params_memory[i] && grads[i] == (float)r->grads_memory[i];
+            check(batch && per_step && weights && h.loss == r->metrics.loss_stage1,
+                  "dump differs from a reference forward/backward: batch %d, ce/z/p %d, params/grads %d, loss %.9g vs %.9g",
+                  batch, per_step, weights, h.loss, r->metrics.loss_stage1);
+            trainer_free(&ref);
+        }
         free(buf);
     }
     buf = NULL;
