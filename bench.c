@@ -331,7 +331,7 @@ static double time_decode(const ExitPolicy *pol, double *depth, double *flops, d
     double tok_per_s[REPEATS];
     for (int r = 0; r < REPEATS; r++) {
         RunState s;
-        if (runstate_init(&s, &m, KV_FULL, c->T, 0, 0)) die("bench decode: %s", ouro_error);
+        if (runstate_init(&s, &m, KV_FULL, c->T, 0, c->max_seq_len, 0)) die("bench decode: %s", ouro_error);
         double useful = 0, read = 0, t0 = now();
         for (int pos = 0; pos < n; pos++) {
             TokenTrace tr;

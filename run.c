@@ -391,7 +391,7 @@ float l2_distance(const float *a, const float *b, int d) {
 typedef struct {
     KvStrategy kv;
     int n_steps;         // per-step caches kept: the most steps a token may run
-    int L, d, seq_cap;   // layers, width, positions (max_seq_len)
+    int L, d, seq_cap;   // layers, width, positions held (the run's context, at most max_seq_len)
     int split;           // positions < split keep K/V per step; the others use the shared cache
     // Regions of rows (positions) x d, each padded to whole blocks of 16 rows; keys in key_index's
     // blocks, values one row per position. step_region() and shared_region() give a region's first row.
@@ -413,13 +413,13 @@ typedef struct {
     long long layer_steps, tokens;  // decoding work done: layer applications, tokens decoded
 } RunState;
 
-// Bytes of KV cache for a context of max_seq_len positions whose first n_prefill positions were
+// Bytes of KV cache for a context of `context` positions whose first n_prefill positions were
 // prefilled (they keep n_steps caches under every strategy). The allocation also pads each
 // region to a whole block of 16 positions (at most 15 more rows per region).
-size_t kv_cache_bytes(const Config *c, KvStrategy kv, int n_steps, int n_prefill) {
-    int split = kv == KV_FULL ? c->max_seq_len : n_prefill;
+size_t kv_cache_bytes(const Config *c, KvStrategy kv, int n_steps, int n_prefill, int context) {
+    int split = kv == KV_FULL ? context : n_prefill;
     size_t per_row = 2 * (size_t)c->d * sizeof(float);  // a key and a value
-    size_t step_rows = (size_t)n_steps * c->L * split, shared_rows = (size_t)c->L * (c->max_seq_len - split);
+    size_t step_rows = (size_t)n_steps * c->L * split, shared_rows = (size_t)c->L * (context - split);
     return (step_rows + shared_rows) * per_row;
 }
 
@@ -433,24 +433,27 @@ void runstate_free(RunState *s) {
 
 // Caches for n_steps steps (1..2T) under strategy kv, with n_prefill prompt positions (0 when
 // decoding from position 0). step_logits: 1 to read the head after every step.
-int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n_prefill, int step_logits) {
+int runstate_init(RunState *s, const Model *m, KvStrategy kv, int n_steps, int n_prefill, int context,
+                  int step_logits) {
     const Config *c = &m->cfg;
     memset(s, 0, sizeof *s);
     if (n_steps < 1 || n_steps > 2 * c->T) return fail("run", "%d steps: must be in [1, 2T = %d]", n_steps, 2 * c->T);
-    if (n_prefill < 0 || n_prefill > c->max_seq_len)
-        return fail("run", "prompt of %d tokens: the model's context is max_seq_len = %d", n_prefill, c->max_seq_len);
+    if (context < 1 || context > c->max_seq_len)
+        return fail("run", "a context of %d positions: the model's is max_seq_len = %d", context, c->max_seq_len);
+    if (n_prefill < 0 || n_prefill > context)
+        return fail("run", "prompt of %d tokens: the context is %d positions", n_prefill, context);
     s->kv = kv;
     s->n_steps = n_steps;
     s->L = c->L;
     s->d = c->d;
-    s->seq_cap = c->max_seq_len;
+    s->seq_cap = context;
     s->threads = max_threads();
-    s->split = kv == KV_FULL ? c->max_seq_len : n_prefill;
-    size_t d = c->d, step_rows, shared_rows = (size_t)c->L * round_up(c->max_seq_len - s->split, ROW_BLOCK), n;
+    s->split = kv == KV_FULL ? context : n_prefill;
+    size_t d = c->d, step_rows, shared_rows = (size_t)c->L * round_up(context - s->split, ROW_BLOCK), n;
     if (size_mul((size_t)n_steps * c->L, (size_t)round_up(s->split, ROW_BLOCK), &step_rows) || size_mul(step_rows + shared_rows, d, &n) ||
         n > SIZE_MAX / (2 * sizeof(float)))
         return fail("run", "KV cache size overflows");
-    s->cache_bytes = kv_cache_bytes(c, kv, n_steps, n_prefill);
+    s->cache_bytes = kv_cache_bytes(c, kv, n_steps, n_prefill, context);
     size_t step_bytes = step_rows * d * sizeof(float);   // bounded by the check above
     s->key_cache = xmalloc_huge(step_bytes);     // read at every token: 2 MiB pages
     s->value_cache = xmalloc_huge(step_bytes);
@@ -798,7 +801,7 @@ double seconds_now(void) {
 }
 
 // Prefills prompt[0..n_prompt) and samples up to max_new tokens into out, stopping after
-// TOKEN_EOT or at the end of the context. s must have been initialised with n_prefill = n_prompt.
+// TOKEN_EOT or at the end of s's context. s must have been initialised with n_prefill = n_prompt.
 // traces (max_new) may be NULL. Returns 0 or -1 (ouro_error set).
 int generate_text(Model *m, RunState *s, Sampler *sp, const ExitPolicy *pol, const int *prompt, int n_prompt,
              int max_new, int *out, TokenTrace *traces, TokenCallback fn, void *ctx, GenStats *st) {
@@ -818,7 +821,7 @@ int generate_text(Model *m, RunState *s, Sampler *sp, const ExitPolicy *pol, con
         out[st->n_generated++] = next;
         if (traces) traces[i] = tr;
         if (fn) fn(ctx, next, &tr);
-        if (next == TOKEN_EOT || i + 1 == max_new || pos + 1 >= m->cfg.max_seq_len) break;
+        if (next == TOKEN_EOT || i + 1 == max_new || pos + 1 >= s->seq_cap) break;
         pos++;
         memset(&tr, 0, sizeof tr);
         if (decode_token(m, s, pol, next, pos, &tr) < 0) return -1;
@@ -873,8 +876,8 @@ int eval_pass(Model *m, const uint16_t *tokens, size_t n, const EvalPass *ep, Ev
     double start = seconds_now();
     #pragma omp parallel
     {
-        RunState s;  // cannot fail: the step count was checked above
-        int ok = runstate_init(&s, m, ep->kv, n_steps, 0, ep->every_step) == 0;
+        RunState s;  // cannot fail: the step count was checked above, and a window is at most S positions
+        int ok = runstate_init(&s, m, ep->kv, n_steps, 0, n - 1 < (size_t)S ? (int)(n - 1) : S, ep->every_step) == 0;
         #pragma omp for schedule(dynamic)
         for (size_t w = 0; w < n_windows; w++) {
             if (!ok) continue;
@@ -1024,7 +1027,7 @@ void run_eval(Model *m, const char *path, size_t max_tokens, const double *q_lis
         eval_or_die(m, tokens, n, &ep, &r);
         total_seconds += r.seconds;
         ce_T[k] = r.ce;
-        printf("  %-5s  %7.2f MB  %6.4f  %8.2f   %+8.4f\n", kv_names[k], kv_cache_bytes(c, (KvStrategy)k, T, 0) / 1048576.0,
+        printf("  %-5s  %7.2f MB  %6.4f  %8.2f   %+8.4f\n", kv_names[k], kv_cache_bytes(c, (KvStrategy)k, T, 0, c->max_seq_len) / 1048576.0,
                r.ce, exp(r.ce), r.ce - ce_T[KV_FULL]);
     }
 
@@ -1260,15 +1263,19 @@ int main(int argc, char **argv) {
     }
 
     int n_steps = policy_max_steps(&pol, c->T);
+    // the caches hold this run's positions only (the prompt and the new tokens), not all of
+    // max_seq_len: a long-context model asked for a few tokens needs little memory
+    int context = n_prompt + max_new < c->max_seq_len ? n_prompt + max_new : c->max_seq_len;
     RunState state;
-    if (runstate_init(&state, &model, kv, n_steps, n_prompt, 0)) die("%s", ouro_error);
+    if (runstate_init(&state, &model, kv, n_steps, n_prompt, context, 0)) die("%s", ouro_error);
     Sampler sampler;
     sampler_init(&sampler, c->V, (float)temperature, (float)top_p, (uint64_t)seed);
     char policy_text[128];
     policy_describe(&pol, c->T, policy_text, sizeof policy_text);
-    fprintf(stderr, "exit: %s; KV cache (%d steps, %d prompt positions, context %d):", policy_text, n_steps, n_prompt, c->max_seq_len);
+    fprintf(stderr, "exit: %s; KV cache (%d steps, %d prompt positions, context %d):", policy_text, n_steps, n_prompt, context);
     for (int k = 0; k < N_KV_STRATEGIES; k++)
-        fprintf(stderr, " %s %.2f MB%s", kv_names[k], kv_cache_bytes(c, (KvStrategy)k, n_steps, n_prompt) / 1048576.0, k == (int)kv ? " (used)" : "");
+        fprintf(stderr, " %s %.2f MB%s", kv_names[k], kv_cache_bytes(c, (KvStrategy)k, n_steps, n_prompt, context) / 1048576.0,
+                k == (int)kv ? " (used)" : "");
     fprintf(stderr, "\n");
 
     PrintCtx pc = {.tok = &model.tokenizer, .show_depth = show_depth, .tty = isatty(fileno(stdout))};

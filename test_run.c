@@ -122,7 +122,7 @@ static void test_run_decode_matches_forward(void) {
     TokenTrace tr;
     for (int n_prefill = 0; n_prefill <= S / 2; n_prefill += S / 2) {  // from position 0; after a prefill
         RunState s;
-        runstate_init(&s, &m, KV_FULL, T, n_prefill, 1);
+        runstate_init(&s, &m, KV_FULL, T, n_prefill, m.cfg.max_seq_len, 1);
         double worst = 0;
         int first = 0;
         if (n_prefill) {
@@ -152,7 +152,7 @@ static void test_run_decode_matches_forward(void) {
 static long long run_test_decode_all(Model *m, const ExitPolicy *pol, KvStrategy kv, const int *x, int S,
                                      float *logits, int *exits, RunState *keep) {
     RunState s;
-    runstate_init(&s, m, kv, policy_max_steps(pol, m->cfg.T), 0, 0);
+    runstate_init(&s, m, kv, policy_max_steps(pol, m->cfg.T), 0, m->cfg.max_seq_len, 0);
     TokenTrace tr;
     for (int pos = 0; pos < S; pos++) {
         exits[pos] = decode_token(m, &s, pol, x[pos], pos, &tr);
@@ -284,7 +284,7 @@ static void test_run_prefill_exit(void) {
     for (int i = 0; i < 3; i++) {
         RunState s;
         TokenTrace tr;
-        if (!check(runstate_init(&s, &m, KV_FULL, T, n, 0) == 0, "runstate_init: %s", ouro_error)) break;
+        if (!check(runstate_init(&s, &m, KV_FULL, T, n, m.cfg.max_seq_len, 0) == 0, "runstate_init: %s", ouro_error)) break;
         int want = wants[i], got = prefill(&m, &s, &pols[i], x, n, &tr);
         double err = got >= 1 && got <= T ? run_test_row_error(s.logits, ref + ((size_t)(got - 1) * n + n - 1) * V, V) : INFINITY;
         check(got == want && tr.exit_step == want && err <= RUN_TEST_TOL,
@@ -412,6 +412,40 @@ static void test_run_eval(void) {
     run_test_close(&net, &m, path);
 }
 
+// A RunState holds the run's own context (prompt + new tokens), not all of max_seq_len: its caches
+// are sized for it, decoding past it fails, and generation stops at its end.
+static void test_run_context(void) {
+    const char *path = "/tmp/ouro_test_run_model.bin";
+    Ouro net;
+    Model m;
+    if (!run_test_open(&net, &m, path, 0, 61)) return;
+    const Config *c = &net.cfg;   // max_seq_len 24
+    RunState s;
+    check(runstate_init(&s, &m, KV_FULL, c->T, 3, c->max_seq_len + 1, 0) != 0 && strstr(ouro_error, "max_seq_len"),
+          "a context beyond max_seq_len was accepted");
+    check(runstate_init(&s, &m, KV_FULL, c->T, 3, 2, 0) != 0 && strstr(ouro_error, "prompt of 3"),
+          "a prompt longer than the context was accepted");
+    if (check(runstate_init(&s, &m, KV_FULL, c->T, 3, 10, 0) == 0, "runstate_init, context 10: %s", ouro_error)) {
+        check(s.cache_bytes == kv_cache_bytes(c, KV_FULL, c->T, 3, 10) &&
+              s.cache_bytes * c->max_seq_len == kv_cache_bytes(c, KV_FULL, c->T, 3, c->max_seq_len) * 10,
+              "context 10: %zu cache bytes, not 10/24 of max_seq_len's", s.cache_bytes);
+        int prompt[3] = {TOKEN_EOT, 'O', 'n'}, out[100];
+        Sampler sp;
+        GenStats st;
+        ExitPolicy pol = {.kind = EXIT_STATIC, .n = c->T};
+        sampler_init(&sp, c->V, 1.0f, 1.0f, 5);
+        int ok = generate_text(&m, &s, &sp, &pol, prompt, 3, 100, out, NULL, NULL, NULL, &st) == 0;
+        check(ok && st.n_generated >= 1 && st.n_generated <= 8, "generation in a context of 10 after a prompt of 3: "
+              "%d tokens (at most 8: positions 3..9 and the last sample), %s", st.n_generated, ok ? "ok" : ouro_error);
+        TokenTrace tr;
+        check(decode_token(&m, &s, &pol, 'x', 10, &tr) < 0 && strstr(ouro_error, "outside the context"),
+              "decoding position 10 in a context of 10 did not fail");
+        sampler_free(&sp);
+        runstate_free(&s);
+    }
+    run_test_close(&net, &m, path);
+}
+
 // Sampling: the same seed gives the same text; temperature 0 is greedy; top-p keeps the nucleus.
 static void test_run_sampling(void) {
     const char *path = "/tmp/ouro_test_run_model.bin";
@@ -426,7 +460,7 @@ static void test_run_sampling(void) {
     for (int run = 0; run < 3; run++) {
         RunState s;
         Sampler sp;
-        runstate_init(&s, &m, KV_LAST, c->T, 3, 0);
+        runstate_init(&s, &m, KV_LAST, c->T, 3, c->max_seq_len, 0);
         sampler_init(&sp, c->V, 1.0f, 0.9f, seeds[run]);
         memset(out[run], 0, sizeof out[run]);
         generate_text(&m, &s, &sp, &pol, prompt, 3, 20, out[run], NULL, NULL, NULL, &st[run]);
@@ -492,7 +526,7 @@ static void test_run_sampling(void) {
         if (!run_test_reexport(&net, &m, path, "EOT model")) break;
         RunState s;
         Sampler sp;
-        runstate_init(&s, &m, KV_FULL, c->T, 3, 0);
+        runstate_init(&s, &m, KV_FULL, c->T, 3, c->max_seq_len, 0);
         sampler_init(&sp, c->V, 0.0f, 0.9f, 1);
         generate_text(&m, &s, &sp, &pol, prompt, 3, 10, out[0], NULL, NULL, NULL, &gs);
         if (sign > 0)
@@ -666,7 +700,7 @@ static void test_run_kv_layout(void) {
     const Config *c = &m.cfg;
     int d = c->d, split = 5;
     RunState s;
-    if (runstate_init(&s, &m, KV_FIRST, c->T, split, 0)) {
+    if (runstate_init(&s, &m, KV_FIRST, c->T, split, c->max_seq_len, 0)) {
         check(0, "runstate_init: %s", ouro_error);
         run_test_close(&net, &m, path);
         return;
@@ -707,6 +741,7 @@ static void run_run_tests(void) {
     test_run_kv_strategies();
     test_run_kv_layout();
     test_run_eval();
+    test_run_context();
     test_run_sampling();
     test_run_loader_rejects();
     test_run_threads();
