@@ -24,7 +24,8 @@
 //        8     4  uint32 version (1)
 //       12     4  uint32 vocab_size V of the tokenizer that wrote it (257..65536)
 //       16     8  uint64 n_tokens
-//       24  2*n_tokens  tokens, uint16 each, every one < V; every story ends with TOKEN_EOT (256)
+//       24  2*n_tokens  tokens, uint16 each, every one < V (checked); prepare ends every story with
+//                   TOKEN_EOT (256), which readers do not rely on
 // File length is exactly 24 + 2 * n_tokens.
 
 typedef struct {
