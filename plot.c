@@ -6,7 +6,7 @@
 
 #include "common.h"
 
-#define PLOT_MAX_SERIES 24
+#define PLOT_MAX_SERIES 18   // the legend's room: 18 rows of 18 px beside the plot
 
 typedef struct {
     const char *name;   // legend entry
@@ -45,6 +45,20 @@ void svg_escape(FILE *f, const char *s) {
     }
 }
 
+// A point is drawn when both coordinates are finite and not so large that the axes' arithmetic
+// would overflow (a log can hold anything: NaN for an empty cell, 1e300 after a divergence).
+static int plottable(double x, double y) { return fabs(x) < 1e150 && fabs(y) < 1e150; }
+
+// Widens [*lo, *hi] when it is empty or narrower than the doubles' resolution at its values
+// (1e10 and 1e10 + 2e-6 are distinct, yet no tick step fits between them): to +-half around it,
+// and at least +-5% of the value.
+static void widen_range(double *lo, double *hi, double half) {
+    if (*hi - *lo > 1e-9 * fmax(fabs(*lo), fabs(*hi)) && *hi - *lo > 1e-12) return;
+    double h = fmax(half, 0.05 * fmax(fabs(*lo), fabs(*hi)));
+    *lo -= h;
+    *hi += h;
+}
+
 // Writes the chart to path (atomically). Returns 0 or -1 with ouro_error set.
 int plot_write_svg(const Plot *p, const char *path) {
     const double W = 720, H = 440, left = 70, right = 190, top = 40, bottom = 55;
@@ -53,13 +67,13 @@ int plot_write_svg(const Plot *p, const char *path) {
     for (int s = 0; s < p->n_series; s++)
         for (int i = 0; i < p->series[s].n; i++) {
             double x = p->series[s].x[i], y = p->series[s].y[i];
-            if (!isfinite(x) || !isfinite(y)) continue;
+            if (!plottable(x, y)) continue;
             x0 = fmin(x0, x); x1 = fmax(x1, x); y0 = fmin(y0, y); y1 = fmax(y1, y);
         }
     if (!(x0 <= x1)) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }   // nothing to draw: empty axes
-    if (p->bars) { x0 -= 0.5; x1 += 0.5; y0 = 0; }
-    if (x1 - x0 < 1e-12) { x0 -= 1; x1 += 1; }
-    if (y1 - y0 < 1e-12) { y0 -= 0.5; y1 += 0.5; }
+    if (p->bars) { x0 -= 0.5; x1 += 0.5; y0 = fmin(y0, 0); y1 = fmax(y1, 0); }
+    widen_range(&x0, &x1, 1);
+    widen_range(&y0, &y1, 0.5);
     double ypad = 0.05 * (y1 - y0);
     if (!p->bars) y0 -= ypad;
     y1 += ypad;
@@ -76,16 +90,23 @@ int plot_write_svg(const Plot *p, const char *path) {
     svg_escape(f, p->title);
     fprintf(f, "</text>\n");
 
-    // grid and ticks
-    double xs = p->bars ? 1 : nice_step(x0, x1, 6), ys = nice_step(y0, y1, 6);
-    for (double x = ceil(x0 / xs) * xs; x <= x1 + 1e-9 * xs; x += xs)
+    // grid and ticks: tick i is at first + i * step, at most 50 of them (a step too small to move
+    // x, which widen_range rules out, could otherwise loop forever)
+    double xs = p->bars ? fmax(1, nice_step(x0, x1, 12)) : nice_step(x0, x1, 6), ys = nice_step(y0, y1, 6);
+    for (int i = 0; i <= 50; i++) {
+        double x = ceil(x0 / xs) * xs + i * xs;
+        if (x > x1 + 1e-9 * xs) break;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>"
                    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
                 SX(x), top, SX(x), top + ph, SX(x), top + ph + 16, fabs(x) < 1e-12 * xs ? 0 : x);
-    for (double y = ceil(y0 / ys) * ys; y <= y1 + 1e-9 * ys; y += ys)
+    }
+    for (int i = 0; i <= 50; i++) {
+        double y = ceil(y0 / ys) * ys + i * ys;
+        if (y > y1 + 1e-9 * ys) break;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>"
                    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
                 left, SY(y), left + pw, SY(y), left - 6, SY(y) + 4, fabs(y) < 1e-12 * ys ? 0 : y);
+    }
     fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n",
             left, top, pw, ph);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", left + pw / 2, H - 14);
@@ -98,21 +119,22 @@ int plot_write_svg(const Plot *p, const char *path) {
     for (int s = 0; s < p->n_series; s++) {
         const PlotSeries *ser = &p->series[s];
         const char *colour = plot_colour(s);
-        if (p->bars && s == 0) {
+        if (p->bars && s == 0) {   // from 0 up (or down, for a negative value)
             for (int i = 0; i < ser->n; i++)
-                fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" opacity=\"0.8\"/>\n",
-                        SX(ser->x[i] - 0.35), SY(ser->y[i]), SX(ser->x[i] + 0.35) - SX(ser->x[i] - 0.35),
-                        SY(0) - SY(ser->y[i]), colour);
+                if (plottable(ser->x[i], ser->y[i]))
+                    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" opacity=\"0.8\"/>\n",
+                            SX(ser->x[i] - 0.35), fmin(SY(ser->y[i]), SY(0)), SX(ser->x[i] + 0.35) - SX(ser->x[i] - 0.35),
+                            fabs(SY(0) - SY(ser->y[i])), colour);
             continue;
         }
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", colour,
                 ser->dashed ? " stroke-dasharray=\"6 4\"" : "");
         for (int i = 0; i < ser->n; i++)
-            if (isfinite(ser->y[i])) fprintf(f, "%.1f,%.1f ", SX(ser->x[i]), SY(ser->y[i]));
+            if (plottable(ser->x[i], ser->y[i])) fprintf(f, "%.1f,%.1f ", SX(ser->x[i]), SY(ser->y[i]));
         fprintf(f, "\"/>\n");
         if (ser->markers)
             for (int i = 0; i < ser->n; i++)
-                if (isfinite(ser->y[i]))
+                if (plottable(ser->x[i], ser->y[i]))
                     fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", SX(ser->x[i]), SY(ser->y[i]), colour);
     }
 
@@ -132,6 +154,7 @@ int plot_write_svg(const Plot *p, const char *path) {
     return atomic_commit(&af);
 }
 
+// Adds a series; a chart holds at most PLOT_MAX_SERIES (the legend's room), and more are dropped.
 void plot_add(Plot *p, const char *name, const double *x, const double *y, int n, int dashed, int markers) {
     if (p->n_series >= PLOT_MAX_SERIES) return;
     p->series[p->n_series++] = (PlotSeries){name, x, y, n, dashed, markers};

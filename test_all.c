@@ -1207,6 +1207,30 @@ static void test_dump_state(void) {
     remove(ckpt);
 }
 
+// Charts of awkward data still come out as finite SVG, and quickly: values a few ulps apart (whose
+// tick step once failed to advance x: an endless loop and a file without bound), a NaN or huge
+// coordinate, all-equal huge values, a negative bar.
+static void test_plot_edge_cases(void) {
+    const char *path = "/tmp/ouro_test_edge.svg";
+    double x2[2] = {1, 2}, close[2] = {1e10, 1e10 + 2e-6}, nan_x[3] = {1, NAN, 3}, y3[3] = {1, 2, 3};
+    double huge[2] = {1e17, 1e17}, inf_y[3] = {1, 1e308, -1e308}, bars_x[3] = {1, 2, 3}, bars_y[3] = {0.5, -0.2, 0.7};
+    struct { const double *x, *y; int n, bars; const char *what; } cases[] = {
+        {x2, close, 2, 0, "values a few ulps apart"}, {nan_x, y3, 3, 0, "a NaN x"}, {x2, huge, 2, 0, "all-equal 1e17"},
+        {y3, inf_y, 3, 0, "+-1e308"}, {bars_x, bars_y, 3, 1, "a negative bar"},
+    };
+    for (int i = 0; i < 5; i++) {
+        Plot p = {.title = "edge", .xlabel = "x", .ylabel = "y", .bars = cases[i].bars};
+        plot_add(&p, "series", cases[i].x, cases[i].y, cases[i].n, 0, 1);
+        char *svg = NULL;
+        size_t len = 0;
+        int ok = plot_write_svg(&p, path) == 0 && read_file(path, 1 << 20, &svg, &len) == 0;
+        check(ok && strstr(svg, "</svg>") && !strstr(svg, "nan") && !strstr(svg, "inf") && !strstr(svg, "height=\"-"),
+              "chart of %s: %s", cases[i].what, ok ? "NaN, inf or a negative height in the SVG" : ouro_error);
+        free(svg);
+    }
+    remove(path);
+}
+
 static void test_plots(void) {
     make_train_fixture();
     const char *log = "/tmp/ouro_test_log.csv", *dir = "/tmp/ouro_test_plots";
@@ -1313,6 +1337,7 @@ int main(void) {
     test_export_round_trip();
     test_train_rejects_bad_input();
     test_dump_state();
+    test_plot_edge_cases();
     test_plots();
 #ifndef OURO_DOUBLE
     run_run_tests();

@@ -420,8 +420,8 @@ int write_plots(const char *log_path, const char *dir) {
 
     // 1. training loss (and validation loss) over steps, of Stage I: Stage II's loss is the gate's
     // alone, another quantity on another step count (drawn only for a log of Stage II alone)
-    int stage = 1, k = table_series(&t, "train", 1, "loss", xs, ys);
-    if (k == 0) stage = 2, k = table_series(&t, "train", 2, "loss", xs, ys);
+    int stage = table_series(&t, "train", 1, "loss", xs, ys) == 0 && table_series(&t, "train", 2, "loss", xs, ys) > 0 ? 2 : 1;
+    int k = table_series(&t, "train", stage, "loss", xs, ys);
     Plot p = {.title = stage == 1 ? "Training loss (Stage I)" : "Training loss (Stage II: the exit gate's loss)",
               .xlabel = "training step", .ylabel = "loss (nats)"};
     plot_add(&p, "train loss", xs, ys, k, 0, 0);
@@ -430,9 +430,19 @@ int write_plots(const char *log_path, const char *dir) {
     snprintf(path, sizeof path, "%s/loss.svg", dir);
     err |= plot_write_svg(&p, path);
 
-    // 2. validation CE at each step t over training (Stage I rows)
+    // 2. validation CE at each step t over training (Stage I rows): every t up to 2T when that
+    // is at most 16 curves (T <= 8), else t = 1, 2, T/4, T/2, 3T/4, T, 3T/2, 2T
     p = (Plot){.title = "Validation CE at each recurrent step t", .xlabel = "training step", .ylabel = "CE (nats)"};
-    for (int s = 0; s < 2 * T; s++) {
+    int steps[2 * OURO_MAX_STEPS], n_steps = 0;
+    if (T <= 8)
+        for (int s = 1; s <= 2 * T; s++) steps[n_steps++] = s;
+    else {
+        int pick[8] = {1, 2, T / 4, T / 2, 3 * T / 4, T, 3 * T / 2, 2 * T};
+        for (int i = 0; i < 8; i++)
+            if (i == 0 || pick[i] > steps[n_steps - 1]) steps[n_steps++] = pick[i];
+    }
+    for (int i = 0; i < n_steps; i++) {
+        int s = steps[i] - 1;
         char col[16];
         snprintf(col, sizeof col, "ce%d", s + 1);
         snprintf(names[s], sizeof names[s], s < T ? "t = %d" : "t = %d (beyond T)", s + 1);
@@ -457,9 +467,10 @@ int write_plots(const char *log_path, const char *dir) {
     p = (Plot){.title = "Q-exit trade-off (validation)", .xlabel = "average depth (steps)", .ylabel = "CE (nats)"};
     int rows[2] = {table_eval_row(&t, 1, 1), table_eval_row(&t, 2, 1)};
     const char *labels[2] = {"Q-exit, Stage I gate", "Q-exit, Stage II gate"};
+    double qx[2][N_Q], qy[2][N_Q];   // each curve its own points (the static depths use xs, ys)
     for (int g = 0; g < 2; g++) {
         if (rows[g] < 0) continue;
-        double *x = xs + n * (g + 1) * 4, *y = ys + n * (g + 1) * 4;
+        double *x = qx[g], *y = qy[g];
         for (int i = 0; i < N_Q; i++) {
             char cq[32], cd[32];
             snprintf(cq, sizeof cq, "qce_%g", Q_GRID[i]);

@@ -339,7 +339,6 @@ int cmd_encode(int argc, char **argv) {
     if (!out && !(out_train && out_val)) die("encode: give --out FILE, or both --out-train FILE and --out-val FILE");
     if (out && (fraction >= 0 || val_stories)) die("encode: --val-fraction/--val-stories need --out-train and --out-val");
     if (fraction >= 0 && val_stories) die("encode: give --val-fraction or --val-stories, not both");
-    if (out_train && same_output(out_train, out_val)) die("encode: --out-train and --out-val are the same file");
 
     Tokenizer tok;
     if (tokenizer_load(&tok, tok_path)) die("%s", ouro_error);
@@ -349,6 +348,9 @@ int cmd_encode(int argc, char **argv) {
     ef.split.max_stories = val_stories;
     make_parent_dirs(out ? out : out_train);
     if (!out) make_parent_dirs(out_val);
+    // after the folders exist, so that realpath sees two spellings of one path (a/x.bin and
+    // a/../a/x.bin) as the same file: both writers would share one temp file
+    if (out_train && same_output(out_train, out_val)) die("encode: --out-train and --out-val are the same file");
     if (shard_writer_open(&train, out ? out : out_train, tok.vocab_size)) die("%s", ouro_error);
     if (!out && shard_writer_open(&val, out_val, tok.vocab_size)) { shard_writer_abort(&train); die("%s", ouro_error); }
     progress_start(&ef.prog, "encode");

@@ -1474,7 +1474,7 @@ static size_t story_generate_plot(Rng *rng, int plot, char *buf, size_t cap) {
 }
 
 // Writes one story (plain text, paragraphs separated by "\n", no trailing separator) into buf
-// and returns its length in bytes (always < cap; buf is NUL-terminated). Deterministic in *rng.
+// and returns its length in bytes (< cap and NUL-terminated when cap > 0). Deterministic in *rng.
 // Stories are 100-300 words (about 550-1,300 bytes); with a smaller cap the story is cut after
 // its last whole sentence that fits (or its last whole word), and cap == 0 writes nothing.
 // The rng advances by the same amount whatever cap is.

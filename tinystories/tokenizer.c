@@ -15,7 +15,8 @@
 //   letters  = A-Z a-z and every byte >= 0x80 (UTF-8 characters stay inside their word)
 //   digits   = 0-9;  spaces = ' ' \t \n \v \f \r;  other = everything else (punctuation)
 //   chunk    = an optional single leading ' ' + a run of letters (an ASCII ' between two
-//              letters counts as a letter: "Lily's", "don't"), or of digits, or of other bytes;
+//              letters counts as a letter: "Lily's", "don't"; also one that ends a chunk cut at
+//              its size limit), or of digits, or of other bytes;
 //              or a run of spaces, which gives its last ' ' to a following word:
 //              "Hi,  Tom!\n" -> "Hi" "," " " " Tom" "!" "\n"
 //   A chunk ends after TOKENIZER_MAX_CHUNK bytes at most, and the scan starts afresh there (so
