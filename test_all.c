@@ -6,10 +6,12 @@
 //
 // Each check prints the failing quantity and its bound. Tests that need the real TinyStories
 // samples in ../shared/data/tinystories skip, and say so, when that folder is absent.
+#define _GNU_SOURCE           // nftw, to remove the tests' scratch folder
 #include "ouro.c"
 #define TESTING               // the programs below leave out their main()
 #include "train.c"            // the trainer; it brings tinystories/data.c (tokenizer, shards) and plot.c
 #include "tinystories/storygen.c"
+#include <ftw.h>
 
 // ----------------------------------------------------------------------------
 // harness
@@ -46,10 +48,32 @@ static void skip(const char *fmt, ...) {
     va_end(ap);
 }
 
-static const char *shared_data_dir(void) {
-    static const char *dir = "../shared/data/tinystories";
+// ../shared/data/tinystories from where the tests were started, found before main() moves into
+// the scratch folder (NULL when absent).
+static char shared_dir[256];
+static const char *shared_data_dir(void) { return shared_dir[0] ? shared_dir : NULL; }
+
+// Every temporary file of the tests is named ouro_test_* inside a folder of this process's own,
+// /tmp/ouro_test_XXXXXX, so two test runs at once do not touch each other's files; it is removed
+// at the end with what it still holds.
+static char scratch_dir[64] = "ouro_test_XXXXXX";
+
+static void enter_scratch_dir(void) {
+    char here[4096];
     struct stat st;
-    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? dir : NULL;
+    if (getcwd(here, sizeof here) && snprintf(shared_dir, sizeof shared_dir, "%s/../shared/data/tinystories", here) <
+        (int)sizeof shared_dir && !(stat(shared_dir, &st) == 0 && S_ISDIR(st.st_mode)))
+        shared_dir[0] = 0;
+    if (!mkdtemp(scratch_dir) || chdir(scratch_dir) != 0) die("tests: cannot make or enter %s: %s", scratch_dir, strerror(errno));
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st, (void)type, (void)ftw;
+    return remove(path);
+}
+
+static void leave_scratch_dir(void) {
+    if (chdir("/tmp") == 0) nftw(scratch_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 // ----------------------------------------------------------------------------
@@ -498,7 +522,7 @@ static void write_bytes(const char *path, const void *data, size_t n) {
 }
 
 static void test_checkpoint(void) {
-    const char *path = "/tmp/ouro_test_ckpt.bin", *bad = "/tmp/ouro_test_bad.bin";
+    const char *path = "ouro_test_ckpt.bin", *bad = "ouro_test_bad.bin";
     Config cfg = tiny_config(0);
     Ouro m, r;
     ouro_init(&m, &cfg, 8);
@@ -867,8 +891,8 @@ static void test_threads(void) {
 // ----------------------------------------------------------------------------
 // train.c
 
-static const char *FIX_TOK = "/tmp/ouro_test_tok.bin", *FIX_TRAIN = "/tmp/ouro_test_train.bin",
-                  *FIX_VAL = "/tmp/ouro_test_val.bin", *FIX_CKPT = "/tmp/ouro_test_run_ckpt.bin";
+static const char *FIX_TOK = "ouro_test_tok.bin", *FIX_TRAIN = "ouro_test_train.bin",
+                  *FIX_VAL = "ouro_test_val.bin", *FIX_CKPT = "ouro_test_run_ckpt.bin";
 
 // A tokenizer and train/validation shards made from the built-in story generator.
 static void make_train_fixture(void) {
@@ -935,7 +959,7 @@ static char *log_header_and_evals(const char *path) {
 static void test_resume_is_exact(void) {
     make_train_fixture();
     TrainOptions o = small_train_options();
-    const char *log_whole = "/tmp/ouro_test_resume_whole.csv", *log_split = "/tmp/ouro_test_resume_split.csv";
+    const char *log_whole = "ouro_test_resume_whole.csv", *log_split = "ouro_test_resume_split.csv";
     Trainer whole, first, rest;
     o.log_path = log_whole;
     if (!check(run_training(&whole, &o) == 0, "uninterrupted run: %s", ouro_error)) return;
@@ -965,7 +989,7 @@ static void test_resume_is_exact(void) {
 // Stage II moves the exit gate and nothing else.
 static void test_stage2_trains_only_the_gate(void) {
     make_train_fixture();
-    const char *stage1 = "/tmp/ouro_test_stage1.bin";
+    const char *stage1 = "ouro_test_stage1.bin";
     TrainOptions o = small_train_options();
     o.ckpt_path = stage1;
     o.steps = 4;
@@ -992,7 +1016,7 @@ static void test_stage2_trains_only_the_gate(void) {
 
 static void test_export_round_trip(void) {
     make_train_fixture();
-    const char *path = "/tmp/ouro_test_export.bin";
+    const char *path = "ouro_test_export.bin";
     TrainOptions o = small_train_options();
     o.steps = 2;
     Trainer tr;
@@ -1030,7 +1054,7 @@ static void test_export_round_trip(void) {
     }
     // a tokenizer file replaced during training (here by one trained on other text) is not
     // embedded: the export would decode to other text
-    const char *other = "/tmp/ouro_test_other_tok.bin";
+    const char *other = "ouro_test_other_tok.bin";
     Tokenizer tok;
     const char *text = "a tokenizer trained on a different text, a different text entirely";
     if (check(tokenizer_train(&tok, text, strlen(text), 270) == 0 && tokenizer_save(&tok, other) == 0, "other tokenizer: %s", ouro_error)) {
@@ -1053,7 +1077,7 @@ static void test_train_rejects_bad_input(void) {
     check(trainer_setup(&tr, &o) != 0 && strstr(ouro_error, "ouro_no_such_shard"), "missing shard: '%s'", ouro_error);
     trainer_free(&tr);
 
-    const char *bad = "/tmp/ouro_test_bad_shard.bin";
+    const char *bad = "ouro_test_bad_shard.bin";
     uint16_t ids[40];
     for (int i = 0; i < 40; i++) ids[i] = (uint16_t)i;
     shard_write(bad, ids, 40, 400);  // written by another tokenizer
@@ -1156,7 +1180,7 @@ static void test_train_rejects_bad_input(void) {
 // writes no checkpoint, so an existing --ckpt neither stops it nor is touched.
 static void test_dump_state(void) {
     make_train_fixture();
-    const char *path = "/tmp/ouro_test_dump.bin", *ckpt = "/tmp/ouro_test_dump_ckpt.bin";
+    const char *path = "ouro_test_dump.bin", *ckpt = "ouro_test_dump_ckpt.bin";
     FILE *f = fopen(ckpt, "wb");
     if (!check(f && fputs("not a checkpoint", f) >= 0 && fclose(f) == 0, "cannot write %s", ckpt)) return;
     TrainOptions o = small_train_options();
@@ -1211,7 +1235,7 @@ static void test_dump_state(void) {
 // tick step once failed to advance x: an endless loop and a file without bound), a NaN or huge
 // coordinate, all-equal huge values, a negative bar.
 static void test_plot_edge_cases(void) {
-    const char *path = "/tmp/ouro_test_edge.svg";
+    const char *path = "ouro_test_edge.svg";
     double x2[2] = {1, 2}, close[2] = {1e10, 1e10 + 2e-6}, nan_x[3] = {1, NAN, 3}, y3[3] = {1, 2, 3};
     double huge[2] = {1e17, 1e17}, inf_y[3] = {1, 1e308, -1e308}, bars_x[3] = {1, 2, 3}, bars_y[3] = {0.5, -0.2, 0.7};
     struct { const double *x, *y; int n, bars; const char *what; } cases[] = {
@@ -1233,7 +1257,7 @@ static void test_plot_edge_cases(void) {
 
 static void test_plots(void) {
     make_train_fixture();
-    const char *log = "/tmp/ouro_test_log.csv", *dir = "/tmp/ouro_test_plots";
+    const char *log = "ouro_test_log.csv", *dir = "ouro_test_plots";
     TrainOptions o = small_train_options();
     o.log_path = log;
     o.log_every = 2;
@@ -1242,7 +1266,7 @@ static void test_plots(void) {
     trainer_free(&tr);
     // Stage II from that checkpoint appends to the same log: the figures draw both stages
     TrainOptions o2 = o;
-    o2.stage = 2; o2.init_path = FIX_CKPT; o2.ckpt_path = "/tmp/ouro_test_stage2_log.bin"; o2.steps = 4;
+    o2.stage = 2; o2.init_path = FIX_CKPT; o2.ckpt_path = "ouro_test_stage2_log.bin"; o2.steps = 4;
     check(run_training(&tr, &o2) == 0, "stage 2 for the log: %s", ouro_error);
     trainer_free(&tr);
     remove(o2.ckpt_path);
@@ -1261,8 +1285,8 @@ static void test_plots(void) {
         {"step,kind\n1,train\n", "first column"},
     };
     for (int i = 0; i < 3; i++) {
-        write_bytes("/tmp/ouro_test_bad_log.csv", bad_logs[i].text, strlen(bad_logs[i].text));
-        check(write_plots("/tmp/ouro_test_bad_log.csv", dir) != 0 && strstr(ouro_error, bad_logs[i].error),
+        write_bytes("ouro_test_bad_log.csv", bad_logs[i].text, strlen(bad_logs[i].text));
+        check(write_plots("ouro_test_bad_log.csv", dir) != 0 && strstr(ouro_error, bad_logs[i].error),
               "bad log %d: error '%s' should say '%s'", i, ouro_error, bad_logs[i].error);
     }
     // a log cut off mid-row (or with stray lines) still draws: such lines are counted and skipped,
@@ -1277,19 +1301,19 @@ static void test_plots(void) {
         strcat(damaged, "e\neval,1\neval,");                        // two stray lines
         if (eval_row) strncat(damaged, eval_row + 1 + 6, row_len - 6);  // the eval row, stage cell empty
         strcat(damaged, "\n");
-        write_bytes("/tmp/ouro_test_bad_log.csv", damaged, strlen(damaged));
+        write_bytes("ouro_test_bad_log.csv", damaged, strlen(damaged));
         Table t;
-        if (check(eval_row && table_read(&t, "/tmp/ouro_test_bad_log.csv") == 0, "damaged log: %s", ouro_error)) {
+        if (check(eval_row && table_read(&t, "ouro_test_bad_log.csv") == 0, "damaged log: %s", ouro_error)) {
             int stage_col = table_col(&t, "stage");
             check(t.skipped == 2 && stage_col > 0 && isnan(t.values[(size_t)(t.n_rows - 1) * t.n_cols + stage_col]),
                   "damaged log: %d lines skipped (expected 2), or the last row's stage is not empty", t.skipped);
             table_free(&t);
         }
-        check(write_plots("/tmp/ouro_test_bad_log.csv", dir) == 0, "damaged log: plots: %s", ouro_error);
+        check(write_plots("ouro_test_bad_log.csv", dir) == 0, "damaged log: plots: %s", ouro_error);
         free(damaged);
         free(good);
     }
-    remove("/tmp/ouro_test_bad_log.csv");
+    remove("ouro_test_bad_log.csv");
     const char *names[] = {"loss", "ce_by_step", "exit_distribution", "qexit_tradeoff"};
     for (int i = 0; i < 4; i++) {
         char path[256], *svg = NULL;
@@ -1312,6 +1336,7 @@ static void test_plots(void) {
 #endif
 
 int main(void) {
+    enter_scratch_dir();
     int threads = max_threads();
     test_fast_exp();
     test_xmalloc_huge();
@@ -1342,6 +1367,7 @@ int main(void) {
 #ifndef OURO_DOUBLE
     run_run_tests();
 #endif
+    leave_scratch_dir();
     printf("%d passed, %d failed, %d skipped\n", tests_passed, tests_failed, tests_skipped);
     return tests_failed ? 1 : 0;
 }

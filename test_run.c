@@ -1,7 +1,7 @@
 // test_run.c: tests of run.c (inference with exits that skip compute). Included by test_all.c
 // after its harness (check, skip, shared_data_dir), in the float build only (run.c reads float32
 // exports): #ifndef OURO_DOUBLE / #include "test_run.c" / #endif; run_run_tests() runs them all.
-// Each test builds a small random model in memory, exports it to /tmp/ouro_test_run_*.bin with
+// Each test builds a small random model in memory, exports it to ouro_test_run_*.bin (in the tests' scratch folder) with
 // ouro_export (its tokenizer trained on a built-in text) and loads it with run.c's loader.
 //
 // Tolerance of the decode-vs-ouro_forward comparisons: run.c computes the same function one token
@@ -24,7 +24,7 @@ static const char run_test_text[] =
 
 // Trains a tokenizer on the built-in text and returns its file bytes (free them) and vocab size.
 static char *run_test_tokenizer_bytes(size_t *len, int *vocab_size) {
-    const char *path = "/tmp/ouro_test_run_tok.bin";
+    const char *path = "ouro_test_run_tok.bin";
     Tokenizer tok;
     char *bytes = NULL;
     if (tokenizer_train(&tok, run_test_text, sizeof run_test_text - 1, 300) || tokenizer_save(&tok, path) ||
@@ -110,7 +110,7 @@ static double run_test_row_error(const float *a, const float *b, int V) {
 // (a) incremental decoding with full KV caches, from position 0 and after a batched prefill,
 // reproduces ouro_forward's logits after EVERY step t = 1..T at every position.
 static void test_run_decode_matches_forward(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 11)) return;
@@ -168,7 +168,7 @@ static long long run_test_decode_all(Model *m, const ExitPolicy *pol, KvStrategy
 // T; (d) Q-exit with a small q computes fewer layer-steps, and exactly the ones it reports;
 // the full strategy fills an early-exited position's missing steps with its exit step's K/V.
 static void test_run_exit_policies(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 1, 21)) return;  // tied head this time
@@ -269,7 +269,7 @@ static void test_run_qexit_rule(void) {
 // logits at that position; hdiff with a huge eps gives step 2 (its first chance). Taking the
 // last stopping step instead would give T both times.
 static void test_run_prefill_exit(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 91)) return;
@@ -299,7 +299,7 @@ static void test_run_prefill_exit(void) {
 // A gate so sure (bias +30, no weights: lambda_1 = 1 - 1e-13, p(1) rounds to exactly 1) that the
 // CDF reaches 1 after step 1: Q-exit q = 1 must still run all T steps, as static T does.
 static void test_run_q1_with_a_certain_gate(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 101)) return;
@@ -321,7 +321,7 @@ static void test_run_q1_with_a_certain_gate(void) {
 // The KV strategies: identical at static depth 1 (only step 1 exists), different at depth T, and
 // each stores what run.c documents, checked at position 0 (whose K/V do not depend on the strategy).
 static void test_run_kv_strategies(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 31)) return;
@@ -384,7 +384,7 @@ static void test_run_kv_strategies(void) {
 // Evaluation: the static-depth CE of eval_pass (token by token, head read after every step) equals
 // ouro_forward's mean CE_t for t = 1..2T on the same window, and windows do not leak into each other.
 static void test_run_eval(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 41)) return;
@@ -415,7 +415,7 @@ static void test_run_eval(void) {
 // A RunState holds the run's own context (prompt + new tokens), not all of max_seq_len: its caches
 // are sized for it, decoding past it fails, and generation stops at its end.
 static void test_run_context(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 61)) return;
@@ -448,7 +448,7 @@ static void test_run_context(void) {
 
 // Sampling: the same seed gives the same text; temperature 0 is greedy; top-p keeps the nucleus.
 static void test_run_sampling(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 51)) return;
@@ -560,7 +560,7 @@ static void run_test_expect_rejected(const char *bad_path, const void *bytes, si
 
 // (e) the loader rejects broken files with a message that names the file and the problem.
 static void test_run_loader_rejects(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin", *bad = "/tmp/ouro_test_run_bad.bin";
+    const char *path = "ouro_test_run_model.bin", *bad = "ouro_test_run_bad.bin";
     Ouro net;
     if (!run_test_model(&net, path, 0, 0, 61)) return;
     char *buf = NULL;
@@ -612,7 +612,7 @@ static void test_run_loader_rejects(void) {
 // Threads change nothing: an evaluation pass (windows in parallel) and a matrix-vector product
 // split over threads give bit-identical results with 1 and 2 threads.
 static void test_run_threads(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 81)) return;
@@ -693,7 +693,7 @@ static void test_run_threads(void) {
 // 19 shared positions per layer (24 - 5), so an unpadded layout would let layer 0's last block
 // overlap layer 1's first. Each entry gets a distinct key and value; all must read back.
 static void test_run_kv_layout(void) {
-    const char *path = "/tmp/ouro_test_run_model.bin";
+    const char *path = "ouro_test_run_model.bin";
     Ouro net;
     Model m;
     if (!run_test_open(&net, &m, path, 0, 41)) return;

@@ -1,6 +1,6 @@
 // test_data.c: tests of the data pipeline (tokenizer.c, data.c). Included by test_all.c after
 // its harness (check, skip, shared_data_dir) and after tinystories/data.c; run_data_tests()
-// runs them all. Temporary files go to /tmp/ouro_test_data_*.
+// runs them all. Temporary files are ouro_test_data_* in the tests' scratch folder.
 
 // ----------------------------------------------------------------------------
 // fixtures
@@ -165,7 +165,7 @@ static void test_tokenizer_deterministic_save_load(void) {
     if (!check(ok, "tokenizer_train: %s", ouro_error)) { free(text); return; }
     check(a.n_merges == b.n_merges && memcmp(a.merges, b.merges, 4 * (size_t)a.n_merges) == 0,
           "two trainings on the same text give different merges");
-    const char *path = "/tmp/ouro_test_data_tok.bin";
+    const char *path = "ouro_test_data_tok.bin";
     if (check(tokenizer_save(&a, path) == 0 && tokenizer_load(&c, path) == 0, "tokenizer save/load: %s", ouro_error)) {
         check(c.vocab_size == a.vocab_size && c.n_merges == a.n_merges && memcmp(a.merges, c.merges, 4 * (size_t)a.n_merges) == 0,
               "loaded tokenizer differs from the saved one (vocab %d vs %d)", c.vocab_size, a.vocab_size);
@@ -211,7 +211,7 @@ static void test_tokenizer_deterministic_save_load(void) {
 // Writes a copy of the valid tokenizer file with one change and checks that loading fails.
 static void expect_tokenizer_rejected(const unsigned char *good, size_t len, size_t at, const void *patch, size_t patch_len,
                                       long new_len, const char *what) {
-    const char *path = "/tmp/ouro_test_data_bad_tok.bin";
+    const char *path = "ouro_test_data_bad_tok.bin";
     unsigned char *bad = xmalloc(len + 8);
     memcpy(bad, good, len);
     memset(bad + len, 0, 8);
@@ -230,7 +230,7 @@ static void test_tokenizer_rejects_corrupt_files(void) {
     size_t text_len;
     char *text = data_training_text(&text_len);
     Tokenizer t;
-    const char *path = "/tmp/ouro_test_data_good_tok.bin";
+    const char *path = "ouro_test_data_good_tok.bin";
     char *good;
     size_t len;
     if (!check(tokenizer_train(&t, text, text_len, 300) == 0 && tokenizer_save(&t, path) == 0 &&
@@ -274,7 +274,7 @@ static void test_tokenizer_rejects_corrupt_files(void) {
     check(tokenizer_load_memory(&mem, good, len - 2, "embedded") != 0 && strstr(ouro_error, "embedded: "),
           "tokenizer_load_memory accepted an image 2 bytes short (or did not name it): '%s'", ouro_error);
     Tokenizer missing;
-    check(tokenizer_load(&missing, "/tmp/ouro_test_data_missing_tok.bin") != 0 && strstr(ouro_error, "missing_tok"),
+    check(tokenizer_load(&missing, "ouro_test_data_missing_tok.bin") != 0 && strstr(ouro_error, "missing_tok"),
           "a missing tokenizer file is not reported by name: '%s'", ouro_error);
     remove(path);
     free(good);
@@ -381,7 +381,7 @@ static void test_text_reader(void) {
         const char *separator = rng_below(&rng, 2) ? "\n<|endoftext|>\n" : "\r\n<|endoftext|>\r\n";
         sb_append(&doc, separator, strlen(separator));
     }
-    const char *path = "/tmp/ouro_test_data_stories.txt";
+    const char *path = "ouro_test_data_stories.txt";
     data_write_file(path, doc.data, doc.len);
     StoryList from_file = {0}, from_mem = {0};
     StoryStats s3 = {0}, s4 = {0};
@@ -395,7 +395,7 @@ static void test_text_reader(void) {
     story_list_free(&from_mem);
     free(doc.data);
     // a missing file is reported by name
-    check(read_stories("/tmp/ouro_test_data_missing.txt", story_list_add, &sl, &st) != 0 && strstr(ouro_error, "ouro_test_data_missing.txt"),
+    check(read_stories("ouro_test_data_missing.txt", story_list_add, &sl, &st) != 0 && strstr(ouro_error, "ouro_test_data_missing.txt"),
           "missing input file: error '%s' does not name it", ouro_error);
 }
 
@@ -450,7 +450,7 @@ static void test_json_reader(void) {
     story_list_free(&sl);
     free(deep.data);
     // the file reader picks JSON from the .json suffix
-    const char *path = "/tmp/ouro_test_data_records.json";
+    const char *path = "ouro_test_data_records.json";
     data_write_file(path, json, strlen(json));
     st = (StoryStats){0};
     check(read_stories(path, story_list_add, &sl, &st) == 0 && sl.n == 4, "reading %s: %zu stories (expected 4) %s", path, sl.n, ouro_error);
@@ -466,7 +466,7 @@ static void test_json_reader(void) {
 // shards and the split
 
 static void test_shard_round_trip(void) {
-    const char *path = "/tmp/ouro_test_data_shard.bin";
+    const char *path = "ouro_test_data_shard.bin";
     size_t n = 100000;
     uint16_t *tokens = xmalloc(n * sizeof *tokens), *back = NULL;
     Rng rng;
@@ -499,7 +499,7 @@ static void test_shard_round_trip(void) {
 
 // Writes bytes as a shard file and checks that shard_read rejects it, naming the file.
 static void expect_shard_rejected(const void *bytes, size_t len, const char *what, const char *needle) {
-    const char *path = "/tmp/ouro_test_data_bad_shard.bin";
+    const char *path = "ouro_test_data_bad_shard.bin";
     data_write_file(path, bytes, len);
     uint16_t *tokens = NULL;
     size_t n;
@@ -545,7 +545,7 @@ static void test_shard_rejects_bad_files(void) {
     uint16_t *tokens;
     size_t n;
     int vocab;
-    check(shard_read("/tmp/ouro_test_data_missing_shard.bin", &tokens, &n, &vocab) != 0 && strstr(ouro_error, "missing_shard"),
+    check(shard_read("ouro_test_data_missing_shard.bin", &tokens, &n, &vocab) != 0 && strstr(ouro_error, "missing_shard"),
           "missing shard: error '%s' does not name it", ouro_error);
 }
 
