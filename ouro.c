@@ -252,7 +252,9 @@ typedef struct {
     Acts *acts;
     int *inputs, *targets;               // (N) copies of the last batch
     int B, S, n_steps;                   // shape of the last forward
-    OuroMode mode;
+    OuroMode mode;                       // the last forward's, until ouro_backward takes its gradient
+    OuroMode grad_mode;                  // the objective whose gradient ouro_backward last added:
+                                         // ouro_adamw steps its tensors (Stage II: the gate alone)
     Metrics metrics;
 } Ouro;
 
@@ -1456,15 +1458,19 @@ int ouro_forward(Ouro *m, const int *inputs, const int *targets, int B, int S, i
     return 0;
 }
 
-// Adds the gradient of the last forward's loss (Stage I or Stage II) into m->grads. Returns 0, or
-// -1 when there is none: no forward yet, an OURO_EVAL one, or one that failed.
+// Adds the gradient of the last forward's loss (Stage I or Stage II) into m->grads, once: a second
+// call before the next forward fails, as does one after no forward, an OURO_EVAL one, or one that
+// failed. Returns 0 or -1.
 int ouro_backward(Ouro *m) {
     if (m->mode == OURO_EVAL)
-        return fail("backward", "the last forward was not a successful Stage I or Stage II forward");
+        return fail("backward", "the last forward was not a successful Stage I or Stage II forward "
+                    "(or its gradient was already taken)");
+    m->grad_mode = m->mode;   // what ouro_adamw will step, whatever forwards come in between
+    m->mode = OURO_EVAL;
     const Config *c = &m->cfg;
     Acts *a = m->acts;
     int T = c->T, L = c->L, N = m->B * m->S, d = c->d;
-    if (m->mode == OURO_STAGE2) {
+    if (m->grad_mode == OURO_STAGE2) {
         // Only the gate learns: z_t = h_t . w + b with h_t fixed, so no trunk backward at all.
         for (int t = 0; t < T; t++)
             exit_gate_backward(NULL, m->grads.exit_w, m->grads.exit_b, a->dz + (size_t)t * N, step_h(m, t),
@@ -1574,7 +1580,9 @@ double ouro_clip_grad(Ouro *m, double max_norm) {
     return norm;
 }
 
-// One AdamW step (beta1 0.9, beta2 0.95, eps 1e-8, decoupled weight decay on matrices only):
+// One AdamW step (beta1 0.9, beta2 0.95, eps 1e-8, decoupled weight decay on matrices only) on
+// the tensors of the last backward's objective (m->grad_mode: after a Stage II backward, the gate
+// alone, even if an evaluation forward ran since):
 //   m = b1 m + (1-b1) g        v = b2 v + (1-b2) g^2
 //   w -= lr * ( (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + wd * w )
 void ouro_adamw(Ouro *m, double lr, double weight_decay) {
@@ -1584,7 +1592,7 @@ void ouro_adamw(Ouro *m, double lr, double weight_decay) {
     size_t off = 0;
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         size_t n = m->param_sizes[i];
-        if (tensor_trainable(m->mode, i)) {
+        if (tensor_trainable(m->grad_mode, i)) {
             real *w = m->params_memory + off, *g = m->grads_memory + off;
             real *mm = m->adam_m + off, *vv = m->adam_v + off;
             double wd = param_is_matrix[i] ? weight_decay : 0;

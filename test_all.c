@@ -225,8 +225,9 @@ static void test_gradients(void) {
 #endif
 }
 
-// ouro_backward takes the gradient of the last successful training forward, and only that one. A
-// Stage II forward allocates the gradients itself (it segfaulted without ouro_zero_grad first).
+// ouro_backward takes the gradient of the last successful training forward, only that one and only
+// once; AdamW then steps that objective's tensors. A Stage II forward allocates the gradients
+// itself (it segfaulted without ouro_zero_grad first).
 static void test_backward_needs_a_training_forward(void) {
     Config cfg = tiny_config(0);
     Ouro m;
@@ -242,8 +243,15 @@ static void test_backward_needs_a_training_forward(void) {
         double gate = sum_squares(m.grads.exit_w, cfg.d) + (double)m.grads.exit_b[0] * m.grads.exit_b[0];
         check(isfinite(gate) && gate > 0, "stage 2 backward: the gate's gradient is %g", gate);
     }
+    check(ouro_backward(&m) == -1, "a second backward of one forward was accepted (it adds the gradient twice)");
+    // an evaluation forward between the Stage II backward and the step: still only the gate moves
     check(ouro_forward(&m, inputs, targets, 2, 5, cfg.T, OURO_EVAL) == 0, "eval forward: %s", ouro_error);
     check(ouro_backward(&m) == -1, "backward after an OURO_EVAL forward was accepted");
+    real wq0 = m.params.wq[0], exit_b0 = m.params.exit_b[0];
+    ouro_adamw(&m, 1e-2, 0.1);
+    check(m.params.wq[0] == wq0 && m.params.exit_b[0] != exit_b0,
+          "AdamW after a Stage II backward and an eval forward: wq moved (%g -> %g) or the gate did not",
+          (double)wq0, (double)m.params.wq[0]);
     check(ouro_forward(&m, inputs, targets, 2, 5, cfg.T, OURO_STAGE1) == 0, "stage 1 forward: %s", ouro_error);
     inputs[3] = cfg.V;   // out of the vocabulary: this forward fails
     check(ouro_forward(&m, inputs, targets, 2, 5, cfg.T, OURO_STAGE1) == -1, "a bad token id was accepted");
