@@ -1640,9 +1640,11 @@ void ouro_free(Ouro *m) {
 // runs it): a big-endian build stops here rather than write files no other build can read.
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint and export formats are little-endian");
 //
-// A checkpoint holds everything needed to continue training exactly: the config, the optimizer
-// step, the caller's RNG state and data position, then three arrays of n_params reals in the
-// parameter layout of section 2: parameters, AdamW m, AdamW v. Layout (little-endian):
+// A checkpoint holds what the model and optimizer need to continue training exactly, given the
+// same training flags (the stage, beta/k/gamma and the schedule are the trainer's, not stored):
+// the config, the optimizer step, the caller's RNG state and data position, then three arrays of
+// n_params reals in the parameter layout of section 2: parameters, AdamW m, AdamW v. Layout
+// (little-endian):
 //   offset   0  char[8]  magic "OUROCKPT"
 //            8  uint32   version (1)
 //           12  uint32   real_bytes: 4 (float32), or 8 from the double-precision test build
