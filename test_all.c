@@ -56,7 +56,7 @@ static const char *shared_data_dir(void) { return shared_dir[0] ? shared_dir : N
 // Every temporary file of the tests is named ouro_test_* inside a folder of this process's own,
 // /tmp/ouro_test_XXXXXX, so two test runs at once do not touch each other's files; it is removed
 // at the end with what it still holds.
-static char scratch_dir[64] = "ouro_test_XXXXXX";
+static char scratch_dir[64] = "/tmp/ouro_test_XXXXXX";
 
 static void enter_scratch_dir(void) {
     char here[4096];
