@@ -810,7 +810,8 @@ void usage(void) {
            "  --quiet             no progress output\n\n"
            "examples\n"
            "  ./train -T 4 --steps 2000 --log out/log.csv --plot out/plots --export out/model.bin\n"
-           "  ./train -T 4 --steps 2000 --log out/log.csv --resume   # the same run, after an interruption\n"
+           "  ./train -T 4 --steps 2000 --log out/log.csv --plot out/plots --export out/model.bin --resume\n"
+           "                                             # the same run, after an interruption\n"
            "  ./train --stage 2 --init out/ckpt.bin --ckpt out/ckpt2.bin --steps 300 --lr 1e-3\n",
            d.train_path, d.val_path, d.tokenizer_path, d.model.d, d.model.H, d.model.F, d.model.L, d.model.T,
            d.model.tied, d.model.rope_theta, d.B, d.S, d.steps, d.lr, d.warmup, d.min_lr_frac, d.weight_decay,
