@@ -37,6 +37,10 @@ static int check(int ok, const char *fmt, ...) {
 static int is_worse(double err, double worst) { return !isnan(worst) && !(err <= worst); }
 static double worst_of(double worst, double err) { return is_worse(err, worst) ? err : worst; }
 
+// log sigmoid(z) = -log(1 + e^-z) in double, written the stable way round for either sign (z = 40:
+// log(1 - sigmoid(z)) = log sigmoid(-40) = -40, where log(1 - sigmoid) would round to log 0 = -inf).
+static double log_sigmoid_reference(double z) { return z >= 0 ? -log1p(exp(-z)) : z - log1p(exp(z)); }
+
 __attribute__((format(printf, 1, 2)))
 static void skip(const char *fmt, ...) {
     tests_skipped++;
@@ -61,9 +65,9 @@ static char scratch_dir[64] = "/tmp/ouro_test_XXXXXX";
 static void enter_scratch_dir(void) {
     char here[4096];
     struct stat st;
-    if (getcwd(here, sizeof here) && snprintf(shared_dir, sizeof shared_dir, "%s/../shared/data/tinystories", here) <
-        (int)sizeof shared_dir && !(stat(shared_dir, &st) == 0 && S_ISDIR(st.st_mode)))
-        shared_dir[0] = 0;
+    int named = getcwd(here, sizeof here) &&
+                snprintf(shared_dir, sizeof shared_dir, "%s/../shared/data/tinystories", here) < (int)sizeof shared_dir;
+    if (!named || stat(shared_dir, &st) != 0 || !S_ISDIR(st.st_mode)) shared_dir[0] = 0;   // absent (or a cut path)
     if (!mkdtemp(scratch_dir) || chdir(scratch_dir) != 0) die("tests: cannot make or enter %s: %s", scratch_dir, strerror(errno));
 }
 
@@ -378,12 +382,10 @@ static void test_exit_distribution(void) {
             double zt = z[t * N + n], lambda = 1 / (1 + exp(-zt));
             double expect = t < T - 1 ? lambda * survive : survive;  // p(t) = lambda_t prod_{j<t} (1 - lambda_j)
             worst_formula = worst_of(worst_formula, fabs(p[t * N + n] - expect));
-            // log p(t) in double, each log sigmoid written the stable way round (z = 40: log(1 - lambda)
-            // is -40, which log(1 - sigmoid) would round to log 0 = -inf)
-            double log_lambda = zt >= 0 ? -log1p(exp(-zt)) : zt - log1p(exp(zt));
-            double log_expect = t < T - 1 ? log_lambda + log_survive : log_survive;
+            // log p(t) = log lambda_t + sum_{j<t} log(1 - lambda_j), in double
+            double log_expect = t < T - 1 ? log_sigmoid_reference(zt) + log_survive : log_survive;
             worst_log = worst_of(worst_log, fabs(log_p[t * N + n] - log_expect) / fmax(1, fabs(log_expect)));
-            log_survive += -zt >= 0 ? -log1p(exp(zt)) : -zt - log1p(exp(-zt));
+            log_survive += log_sigmoid_reference(-zt);   // log(1 - lambda) = log sigmoid(-z)
             survive *= 1 - lambda;
             sum += p[t * N + n];
         }

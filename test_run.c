@@ -1,8 +1,9 @@
 // test_run.c: tests of run.c (inference with exits that skip compute). Included by test_all.c
 // after its harness (check, skip, shared_data_dir), in the float build only (run.c reads float32
 // exports): #ifndef OURO_DOUBLE / #include "test_run.c" / #endif; run_run_tests() runs them all.
-// Each test builds a small random model in memory, exports it to ouro_test_run_*.bin (in the tests' scratch folder) with
-// ouro_export (its tokenizer trained on a built-in text) and loads it with run.c's loader.
+// Each test builds a small random model in memory, exports it to ouro_test_run_*.bin (in the
+// tests' scratch folder) with ouro_export (its tokenizer trained on a built-in text) and loads it
+// with run.c's loader.
 //
 // Tolerance of the decode-vs-ouro_forward comparisons: run.c computes the same function one token
 // at a time (matrix-vector products and a one-query attention with their own summation order,

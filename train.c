@@ -420,8 +420,8 @@ int write_plots(const char *log_path, const char *dir) {
 
     // 1. training loss (and validation loss) over steps, of Stage I: Stage II's loss is the gate's
     // alone, another quantity on another step count (drawn only for a log of Stage II alone)
-    int stage = table_series(&t, "train", 1, "loss", xs, ys) == 0 && table_series(&t, "train", 2, "loss", xs, ys) > 0 ? 2 : 1;
-    int k = table_series(&t, "train", stage, "loss", xs, ys);
+    int stage = 1, k = table_series(&t, "train", 1, "loss", xs, ys);
+    if (k == 0 && (k = table_series(&t, "train", 2, "loss", xs, ys)) > 0) stage = 2;
     Plot p = {.title = stage == 1 ? "Training loss (Stage I)" : "Training loss (Stage II: the exit gate's loss)",
               .xlabel = "training step", .ylabel = "loss (nats)"};
     plot_add(&p, "train loss", xs, ys, k, 0, 0);

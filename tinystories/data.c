@@ -111,11 +111,13 @@ int shard_read_header(FILE *f, const char *path, long long file_bytes, uint64_t 
     if (V < TOKENIZER_FIRST_MERGE || V > TOKENIZER_MAX_VOCAB)
         return fail(path, "vocab_size %u is out of range [%d, %d]", V, TOKENIZER_FIRST_MERGE, TOKENIZER_MAX_VOCAB);
     uint64_t payload = (uint64_t)file_bytes - SHARD_HEADER_BYTES;
-    char expected[32];
-    snprintf(expected, sizeof expected, "%llu bytes", (unsigned long long)(SHARD_HEADER_BYTES + 2 * n));
-    if (payload % 2 != 0 || payload / 2 != n)
-        return fail(path, "%lld bytes, the header's %llu tokens imply %s (truncated or padded file)", file_bytes,
-                    (unsigned long long)n, n > (UINT64_MAX - SHARD_HEADER_BYTES) / 2 ? "more than 2^64" : expected);
+    if (payload % 2 != 0 || payload / 2 != n) {
+        if (n > (UINT64_MAX - SHARD_HEADER_BYTES) / 2)
+            return fail(path, "%lld bytes, the header's %llu tokens imply more than 2^64 (truncated or padded file)",
+                        file_bytes, (unsigned long long)n);
+        return fail(path, "%lld bytes, the header's %llu tokens imply %llu bytes (truncated or padded file)", file_bytes,
+                    (unsigned long long)n, (unsigned long long)(SHARD_HEADER_BYTES + 2 * n));
+    }
     if (n > SIZE_MAX / 2) return fail(path, "%llu tokens do not fit in memory on this machine", (unsigned long long)n);
     *n_tokens = n;
     *vocab_size = (int)V;
