@@ -356,7 +356,7 @@ void ouro_zero_grad(Ouro *m) {
 // op(A) where it lies, through its strides. Attention uses the same two pieces, pack_block and
 // macro_kernel, directly (see attention_head_forward).
 //
-// Threads share the packed panel of B and split the rows of C into blocks; they never split K.
+// Threads share the packed panel of B and split the rows of C into blocks.
 // With several threads there are two B panels, used in turn: a thread that finishes its blocks
 // early packs its share of the next panel while the others still read the current one, and one
 // barrier per panel (after packing it) is all the waiting there is.
@@ -364,8 +364,15 @@ void ouro_zero_grad(Ouro *m) {
 // each group added into C) whatever the thread count and block shapes: results are bitwise
 // identical with 1, 2, ... threads and without OpenMP. The rows are cut into a multiple of
 // `threads` blocks (rounding each up to whole slivers can leave fewer: at most one with 2 threads,
-// more with many threads and a small M), which keeps
-// all cores busy for small M too (the dW products: M = 256 rows); threads take them dynamically.
+// more with many threads and a small M); threads take them dynamically.
+// A product with few rows and a deep K is cut along K instead: the weight gradients dW = dy^T x,
+// whose M is d or F and whose K is every token of the batch. Split by rows, the tiny config's gave
+// each of 2 threads 64 rows, too few to be worth a shared B panel and a barrier every KC. So K is
+// cut into parts at least SPLIT_DEPTH deep; each part is an ordinary product computed from zero
+// (part 0 straight into C) by one thread with panels of its own, and the parts are added into C
+// in order at the end. The parts follow from the shape alone, so the sums, and the results, are
+// still the same for any thread count. The cost: an M x N buffer per part after the first, and
+// the pass that adds them.
 // Called from inside a parallel region, matmul runs on the calling thread alone; its packing
 // buffers are per call, so it is re-entrant.
 
@@ -375,6 +382,9 @@ void ouro_zero_grad(Ouro *m) {
 #define A_BLOCK (72 * 1024)
 #define B_PANEL (1024 * 1024)
 #define L2_BYTES (512 * 1024)   // the L2 above: wider B panels are prefetched (macro_kernel)
+#define SPLIT_DEPTH 1024        // products with few rows and a K this deep or more are cut
+#define SPLIT_MAX_ROWS 1024     // into parts of K (the weight gradients: see matmul)
+#define SPLIT_MAX_PARTS 8
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 static int max_int(int a, int b) { return a > b ? a : b; }
@@ -529,17 +539,9 @@ static void macro_kernel(int m, int n, int kp, const real *Ap, const real *A, si
     }
 }
 
-void matmul(real *C, int ldc, const real *A, int lda, int transA,
-            const real *B, int ldb, int transB, int M, int N, int K, int accumulate) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {   // an empty sum: C = 0, or C unchanged when accumulating
-        if (!accumulate) for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(real));
-        return;
-    }
-    int threads = 1;
-#ifdef _OPENMP
-    if (omp_get_level() == 0 && 2.0 * M * N * K > 2e6) threads = omp_get_max_threads();
-#endif
+// The blocked product on `threads` threads (1: the calling thread alone), K >= 1.
+static void matmul_blocked(real *C, int ldc, const real *A, int lda, int transA, const real *B, int ldb,
+                           int transB, int M, int N, int K, int accumulate, int threads) {
     // Block shapes (see the top): kp_max deep, a multiple of KC unless it is all of K; mc rows,
     // M cut as evenly as possible into a multiple of `threads` blocks, rounded up to MR; nc_max
     // columns.
@@ -594,6 +596,49 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
         free(Ap);
     }
     free(Bp);
+}
+
+void matmul(real *C, int ldc, const real *A, int lda, int transA,
+            const real *B, int ldb, int transB, int M, int N, int K, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {   // an empty sum: C = 0, or C unchanged when accumulating
+        if (!accumulate) for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(real));
+        return;
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    if (omp_get_level() == 0 && 2.0 * M * N * K > 2e6) threads = omp_get_max_threads();
+#endif
+    // Parts of K (see the top): their number and depth follow from the shape alone.
+    int parts = M <= SPLIT_MAX_ROWS ? min_int(K / SPLIT_DEPTH, SPLIT_MAX_PARTS) : 1;
+    if (parts < 2) {
+        matmul_blocked(C, ldc, A, lda, transA, B, ldb, transB, M, N, K, accumulate, threads);
+        return;
+    }
+    int depth = round_up((K + parts - 1) / parts, KC);   // whole KC groups, the last part shorter
+    parts = (K + depth - 1) / depth;
+    size_t size = (size_t)M * N;
+    real *partial = alloc_panel((size_t)(parts - 1) * size);   // parts 1.. (part 0 goes into C)
+    // Part p: C (or partial p - 1) = or += op(A)[:, k0:k0+kp] op(B)[k0:k0+kp, :]. With at least
+    // as many parts as threads, each thread computes whole parts alone; otherwise the parts run one
+    // after another, each split by rows over all threads. Same sums either way.
+    int alone = threads <= parts;
+    #pragma omp parallel for schedule(dynamic) num_threads(threads) if (alone && threads > 1)
+    for (int p = 0; p < parts; p++) {
+        int k0 = p * depth, kp = min_int(depth, K - k0);
+        real *out = p ? partial + (size_t)(p - 1) * size : C;
+        matmul_blocked(out, p ? N : ldc, element(A, lda, transA, 0, k0), lda, transA, element(B, ldb, transB, k0, 0),
+                       ldb, transB, M, N, kp, p ? 0 : accumulate, alone ? 1 : threads);
+    }
+    // C += partial 1, 2, ... in that order, rows split over the threads
+    #pragma omp parallel for num_threads(threads) if (threads > 1)
+    for (int i = 0; i < M; i++)
+        for (int p = 1; p < parts; p++) {
+            real *c = C + (size_t)i * ldc;
+            const real *q = partial + (size_t)(p - 1) * size + (size_t)i * N;
+            for (int j = 0; j < N; j++) c[j] += q[j];
+        }
+    free(partial);
 }
 
 // Linear layer without bias: out (N, OC) = x (N, C) @ w^T, w (OC, C).

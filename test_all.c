@@ -676,13 +676,16 @@ static void test_xmalloc_huge(void) {
 // Every (transA, transB, accumulate) case on shapes that cross each blocking boundary: partial
 // MR x NR tiles, K past one KC group and past one packed depth, several A blocks, a B panel
 // split in two, and N <= 4 NR, where op(A) is read in place (with and without a partial last
-// sliver). Leading dimensions are wider than the matrices. 1 and 2 threads must agree bitwise.
+// sliver), and a few rows with K cut into 2 or 3 parts (one part per thread, or with 3 threads
+// and 2 parts each part split by rows). Leading dimensions are wider than the matrices. 1, 2 and
+// 3 threads must agree bitwise.
 // K = 0 is an empty sum: its bound 1e-6 K = 0 demands C = 0 exactly, or C unchanged when
 // accumulating (no model product has K = 0, but it is matmul's documented contract).
 static void test_matmul(void) {
     static const int shapes[][3] = {   // M, N, K
         {1, 1, 1}, {5, 17, 3}, {6, 16, 256}, {7, 33, 257}, {13, 64, 31}, {64, 32, 200},
-        {60, 65, 9}, {300, 40, 300}, {100, 130, 800}, {7, 4100, 257}, {5, 17, 0},
+        {60, 65, 9}, {300, 40, 300}, {100, 130, 800}, {7, 4100, 257}, {20, 40, 2100}, {13, 70, 3300},
+        {5, 17, 0},
     };
     Rng rng;
     rng_seed(&rng, 21);
@@ -694,15 +697,16 @@ static void test_matmul(void) {
                     int lda = (transA ? M : K) + pad, ldb = (transB ? K : N) + pad, ldc = N + pad;
                     size_t na = (size_t)(transA ? K : M) * lda, nb = (size_t)(transB ? N : K) * ldb, nc = (size_t)M * ldc;
                     real *A = xmalloc(na * sizeof(real)), *B = xmalloc(nb * sizeof(real));
-                    real *C[2] = {xmalloc(nc * sizeof(real)), xmalloc(nc * sizeof(real))}, *C0 = xmalloc(nc * sizeof(real));
+                    real *C[3] = {xmalloc(nc * sizeof(real)), xmalloc(nc * sizeof(real)), xmalloc(nc * sizeof(real))};
+                    real *C0 = xmalloc(nc * sizeof(real));
                     double *want = xmalloc((size_t)M * N * sizeof(double));
                     for (size_t i = 0; i < na; i++) A[i] = (real)(2 * rng_uniform(&rng) - 1);
                     for (size_t i = 0; i < nb; i++) B[i] = (real)(2 * rng_uniform(&rng) - 1);
-                    for (size_t i = 0; i < nc; i++) C0[i] = C[0][i] = C[1][i] = (real)(2 * rng_uniform(&rng) - 1);
+                    for (size_t i = 0; i < nc; i++) C0[i] = C[0][i] = C[1][i] = C[2][i] = (real)(2 * rng_uniform(&rng) - 1);
                     for (int i = 0; i < M; i++)
                         for (int j = 0; j < N; j++) want[(size_t)i * N + j] = acc ? C[0][(size_t)i * ldc + j] : 0;
                     matmul_reference(want, A, lda, transA, B, ldb, transB, M, N, K);
-                    for (int t = 0; t < 2; t++) {
+                    for (int t = 0; t < 3; t++) {
                         set_threads(t + 1);
                         matmul(C[t], ldc, A, lda, transA, B, ldb, transB, M, N, K, acc);
                     }
@@ -719,9 +723,10 @@ static void test_matmul(void) {
                     check(worst <= bound && padding_kept,
                           "matmul %dx%dx%d transA %d transB %d accumulate %d: error %.3g (bound %.3g)%s",
                           M, N, K, transA, transB, acc, worst, bound, padding_kept ? "" : ", wrote past N");
-                    check(memcmp(C[0], C[1], nc * sizeof(real)) == 0,
-                          "matmul %dx%dx%d transA %d transB %d: 1 and 2 threads differ", M, N, K, transA, transB);
-                    free(A); free(B); free(C[0]); free(C[1]); free(C0); free(want);
+                    for (int t = 1; t < 3; t++)
+                        check(memcmp(C[0], C[t], nc * sizeof(real)) == 0,
+                              "matmul %dx%dx%d transA %d transB %d: 1 and %d threads differ", M, N, K, transA, transB, t + 1);
+                    free(A); free(B); free(C[0]); free(C[1]); free(C[2]); free(C0); free(want);
                 }
     }
 }
