@@ -26,7 +26,7 @@ endif
 SOURCES = $(wildcard *.c *.h tinystories/*.c)
 PROGRAMS = train run prepare test_all test_all64
 
-.PHONY: all test asan clean help download bench demo
+.PHONY: all test asan clean help download bench demo blas-compare
 all: $(PROGRAMS)
 
 train: $(SOURCES)
@@ -59,6 +59,12 @@ benchmark: $(SOURCES)
 bench: benchmark
 	./benchmark
 
+# our matmul against a BLAS's sgemm on the same shapes (not part of ouro.c: dev/blas_compare.c),
+# for example  make blas-compare CBLAS="-lopenblas"
+blas-compare: $(SOURCES) dev/blas_compare.c
+	@test -n "$(CBLAS)" || { echo 'make blas-compare needs CBLAS="<flags of a CBLAS>", e.g. CBLAS="-lopenblas"'; exit 2; }
+	$(CC) $(CFLAGS) $(OMP) -o blas_compare dev/blas_compare.c $(CBLAS) $(LDLIBS)
+
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer
 asan: $(SOURCES)
 	$(CC) -O1 -g -std=gnu11 -Wall -Wextra $(OMP) -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -74,7 +80,7 @@ download: prepare
 	sh tinystories/download.sh
 
 clean:
-	rm -f $(PROGRAMS) test_all_asan benchmark
+	rm -f $(PROGRAMS) test_all_asan benchmark blas_compare
 
 help:
 	@echo "make            build everything: $(PROGRAMS)"
@@ -82,6 +88,7 @@ help:
 	@echo "make test       run every test (double-precision model tests, then all tests)"
 	@echo "make asan       run the tests under AddressSanitizer and UBSan"
 	@echo "make bench      measure speed: training and decoding tok/s, GFLOP/s, memory"
+	@echo "make blas-compare CBLAS=-lopenblas   our matmul against a BLAS (see dev/blas_compare.c)"
 	@echo "make download   fetch real TinyStories (needs internet) and prepare shards in out/tinystories/"
 	@echo "make clean      remove what make built"
 	@echo "options: PORTABLE=1 (no -march=native), NO_OPENMP=1, CC=..."

@@ -417,22 +417,34 @@ static int reference_shapes(Shape *s) {
     return n;
 }
 
-// Median GFLOP/s of one matmul of this shape (operands with random values, lda = row length).
-// Each operand lives where the model keeps it: an activation (A; B of a dW product, which has
-// transA; C of the others) in 2 MiB pages, as in ouro.c's activation block (xmalloc_huge: one
-// under 1 MiB, like the LM head's chunk of h, gets malloc's pages); a weight or weight gradient
-// in ordinary pages.
-static double time_shape(const Shape *sh, int threads) {
-    int rowsA = sh->transA ? sh->K : sh->M, colsA = sh->transA ? sh->M : sh->K;
-    int rowsB = sh->transB ? sh->N : sh->K, colsB = sh->transB ? sh->K : sh->N;
-    size_t na = (size_t)rowsA * colsA, nb = (size_t)rowsB * colsB, nc = (size_t)sh->M * sh->N;
-    real *A = xmalloc_huge(na * sizeof(real));
-    real *B = sh->transA ? xmalloc_huge(nb * sizeof(real)) : xmalloc(nb * sizeof(real));
-    real *C = sh->transA ? xmalloc(nc * sizeof(real)) : xmalloc_huge(nc * sizeof(real));
+// The operands of one shape: A and B with random values, stored row-major with leading dimensions
+// shape_lda and shape_ldb (a stored row's length), and C. Each lives where the model keeps it: an
+// activation (A; B of a dW product, which has transA; C of the others) in 2 MiB pages, as in
+// ouro.c's activation block (xmalloc_huge: one under 1 MiB, like the LM head's chunk of h, gets
+// malloc's pages); a weight or weight gradient in ordinary pages.
+static real *shape_output(const Shape *sh) {
+    size_t nc = (size_t)sh->M * sh->N;
+    return sh->transA ? xmalloc(nc * sizeof(real)) : xmalloc_huge(nc * sizeof(real));
+}
+
+static void shape_operands(const Shape *sh, real **A, real **B, real **C) {
+    size_t na = (size_t)sh->M * sh->K, nb = (size_t)sh->K * sh->N;
+    *A = xmalloc_huge(na * sizeof(real));
+    *B = sh->transA ? xmalloc_huge(nb * sizeof(real)) : xmalloc(nb * sizeof(real));
+    *C = shape_output(sh);
     Rng rng;
     rng_seed(&rng, 6);
-    for (size_t i = 0; i < na; i++) A[i] = (real)rng_normal(&rng);
-    for (size_t i = 0; i < nb; i++) B[i] = (real)rng_normal(&rng);
+    for (size_t i = 0; i < na; i++) (*A)[i] = (real)rng_normal(&rng);
+    for (size_t i = 0; i < nb; i++) (*B)[i] = (real)rng_normal(&rng);
+}
+
+static int shape_lda(const Shape *sh) { return sh->transA ? sh->M : sh->K; }
+static int shape_ldb(const Shape *sh) { return sh->transB ? sh->K : sh->N; }
+
+// Median GFLOP/s of one matmul of this shape.
+static double time_shape(const Shape *sh, int threads) {
+    real *A, *B, *C;
+    shape_operands(sh, &A, &B, &C);
     set_threads(threads);
     double flops = 2.0 * sh->M * sh->N * sh->K;
     int calls = (int)(2e8 / flops) + 1;  // at least ~0.2 GFLOP per timing: small shapes not all overhead
@@ -440,7 +452,7 @@ static double time_shape(const Shape *sh, int threads) {
     for (int r = -1; r < 5; r++) {
         double t0 = now();
         for (int i = 0; i < calls; i++)
-            matmul(C, sh->N, A, colsA, sh->transA, B, colsB, sh->transB, sh->M, sh->N, sh->K, 0);
+            matmul(C, sh->N, A, shape_lda(sh), sh->transA, B, shape_ldb(sh), sh->transB, sh->M, sh->N, sh->K, 0);
         if (r >= 0) gflops[r] = flops * calls / (now() - t0) * 1e-9;
     }
     free(A); free(B); free(C);
@@ -491,6 +503,7 @@ static void rate_columns(double (*rate)(const void *, int), const void *what, in
 
 // ----------------------------------------------------------------------------
 
+#ifndef BENCH_LIBRARY   // dev/blas_compare.c includes this file for its shapes and timers
 int main(void) {
     int max_thr = max_threads() < 2 ? max_threads() : 2;
     double load_start = load_average();
@@ -601,3 +614,4 @@ int main(void) {
     printf("\nload average %.2f at the end (the machine is shared: a busy machine lowers every figure)\n", load_average());
     return 0;
 }
+#endif
