@@ -365,14 +365,17 @@ void ouro_zero_grad(Ouro *m) {
 // identical with 1, 2, ... threads and without OpenMP. The rows are cut into a multiple of
 // `threads` blocks (rounding each up to whole slivers can leave fewer: at most one with 2 threads,
 // more with many threads and a small M); threads take them dynamically.
-// A product with few rows and a deep K is cut along K instead: the weight gradients dW = dy^T x,
-// whose M is d or F and whose K is every token of the batch. Split by rows, the tiny config's gave
-// each of 2 threads 64 rows, too few to be worth a shared B panel and a barrier every KC. So K is
-// cut into parts at least SPLIT_DEPTH deep; each part is an ordinary product computed from zero
-// (part 0 straight into C) by one thread with panels of its own, and the parts are added into C
-// in order at the end. The parts follow from the shape alone, so the sums, and the results, are
-// still the same for any thread count. The cost: an M x N buffer per part after the first, and
-// the pass that adds them.
+// A product with few rows and a deep K is cut along K instead. The weight gradients dW = dy^T x
+// are such products: M is d or F, K every token of the batch (so is the medium config's LM head
+// dX, M = 512 tokens, K = V = 4096). Split by rows over 2 threads, the tiny config's dW products
+// gave each thread 62 to 174 rows, too few to be worth a shared B panel and a barrier every KC.
+// So K is cut into parts of SPLIT_DEPTH or more (the last one may be shorter); part 0 is
+// computed into C (added to it when accumulating), every other part from zero into a buffer of
+// its own, and those are added into C in order at the end. When the threads divide the parts
+// evenly, each thread computes whole parts alone, with panels of its own and no barrier;
+// otherwise the parts run one after another, each split by rows over all threads. The parts
+// follow from the shape alone, so the sums, and the results, are the same for any thread count.
+// The cost: an M x N buffer per part after the first, and the pass that adds them.
 // Called from inside a parallel region, matmul runs on the calling thread alone; its packing
 // buffers are per call, so it is re-entrant.
 
@@ -382,9 +385,10 @@ void ouro_zero_grad(Ouro *m) {
 #define A_BLOCK (72 * 1024)
 #define B_PANEL (1024 * 1024)
 #define L2_BYTES (512 * 1024)   // the L2 above: wider B panels are prefetched (macro_kernel)
-#define SPLIT_DEPTH 1024        // products with few rows and a K this deep or more are cut
-#define SPLIT_MAX_ROWS 1024     // into parts of K (the weight gradients: see matmul)
-#define SPLIT_MAX_PARTS 8
+#define SPLIT_DEPTH 1024        // a product whose K is at least twice this, whose M is at most
+#define SPLIT_MAX_ROWS 1024     // SPLIT_MAX_ROWS and whose C has at most SPLIT_MAX_VALUES values
+#define SPLIT_MAX_VALUES (256 * 1024)   // is cut into parts of K, at most SPLIT_MAX_PARTS
+#define SPLIT_MAX_PARTS 8               // (so the buffers for parts hold at most 7 Mi values)
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 static int max_int(int a, int b) { return a > b ? a : b; }
@@ -598,6 +602,16 @@ static void matmul_blocked(real *C, int ldc, const real *A, int lda, int transA,
     free(Bp);
 }
 
+// Part p of a product cut along K into parts `depth` deep: part 0 into C (added to it when
+// accumulating), part p > 0 from zero into partial + (p - 1) M N, an (M, N) block.
+static void matmul_part(real *C, int ldc, real *partial, const real *A, int lda, int transA, const real *B, int ldb,
+                        int transB, int M, int N, int K, int depth, int p, int accumulate, int threads) {
+    int k0 = p * depth, kp = min_int(depth, K - k0);
+    real *out = p ? partial + (size_t)(p - 1) * M * N : C;
+    matmul_blocked(out, p ? N : ldc, element(A, lda, transA, 0, k0), lda, transA, element(B, ldb, transB, k0, 0), ldb,
+                   transB, M, N, kp, p ? 0 : accumulate, threads);
+}
+
 void matmul(real *C, int ldc, const real *A, int lda, int transA,
             const real *B, int ldb, int transB, int M, int N, int K, int accumulate) {
     if (M <= 0 || N <= 0) return;
@@ -610,7 +624,8 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     if (omp_get_level() == 0 && 2.0 * M * N * K > 2e6) threads = omp_get_max_threads();
 #endif
     // Parts of K (see the top): their number and depth follow from the shape alone.
-    int parts = M <= SPLIT_MAX_ROWS ? min_int(K / SPLIT_DEPTH, SPLIT_MAX_PARTS) : 1;
+    int parts = 1;
+    if (M <= SPLIT_MAX_ROWS && (size_t)M * N <= SPLIT_MAX_VALUES) parts = min_int(K / SPLIT_DEPTH, SPLIT_MAX_PARTS);
     if (parts < 2) {
         matmul_blocked(C, ldc, A, lda, transA, B, ldb, transB, M, N, K, accumulate, threads);
         return;
@@ -619,16 +634,16 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     parts = (K + depth - 1) / depth;
     size_t size = (size_t)M * N;
     real *partial = alloc_panel((size_t)(parts - 1) * size);   // parts 1.. (part 0 goes into C)
-    // Part p: C (or partial p - 1) = or += op(A)[:, k0:k0+kp] op(B)[k0:k0+kp, :]. With at least
-    // as many parts as threads, each thread computes whole parts alone; otherwise the parts run one
-    // after another, each split by rows over all threads. Same sums either way.
-    int alone = threads <= parts;
-    #pragma omp parallel for schedule(dynamic) num_threads(threads) if (alone && threads > 1)
-    for (int p = 0; p < parts; p++) {
-        int k0 = p * depth, kp = min_int(depth, K - k0);
-        real *out = p ? partial + (size_t)(p - 1) * size : C;
-        matmul_blocked(out, p ? N : ldc, element(A, lda, transA, 0, k0), lda, transA, element(B, ldb, transB, k0, 0),
-                       ldb, transB, M, N, kp, p ? 0 : accumulate, alone ? 1 : threads);
+    // Part p: C (or partial p - 1) = or += op(A)[:, k0:k0+kp] op(B)[k0:k0+kp, :], each part
+    // computed alone (when the threads divide the parts evenly) or on all threads in turn.
+    // Same sums either way.
+    if (parts % threads == 0) {
+        #pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
+        for (int p = 0; p < parts; p++)
+            matmul_part(C, ldc, partial, A, lda, transA, B, ldb, transB, M, N, K, depth, p, accumulate, 1);
+    } else {
+        for (int p = 0; p < parts; p++)
+            matmul_part(C, ldc, partial, A, lda, transA, B, ldb, transB, M, N, K, depth, p, accumulate, threads);
     }
     // C += partial 1, 2, ... in that order, rows split over the threads
     #pragma omp parallel for num_threads(threads) if (threads > 1)

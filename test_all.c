@@ -676,16 +676,16 @@ static void test_xmalloc_huge(void) {
 // Every (transA, transB, accumulate) case on shapes that cross each blocking boundary: partial
 // MR x NR tiles, K past one KC group and past one packed depth, several A blocks, a B panel
 // split in two, and N <= 4 NR, where op(A) is read in place (with and without a partial last
-// sliver), and a few rows with K cut into 2 or 3 parts (one part per thread, or with 3 threads
-// and 2 parts each part split by rows). Leading dimensions are wider than the matrices. 1, 2 and
-// 3 threads must agree bitwise.
+// sliver), and a few rows with K cut into parts: 2, 3, 7 (8 before rounding to whole KC groups)
+// and 8 (the most), each part on one thread when the threads divide the parts evenly, else split
+// by rows. Leading dimensions are wider than the matrices. 1, 2 and 3 threads must agree bitwise.
 // K = 0 is an empty sum: its bound 1e-6 K = 0 demands C = 0 exactly, or C unchanged when
 // accumulating (no model product has K = 0, but it is matmul's documented contract).
 static void test_matmul(void) {
     static const int shapes[][3] = {   // M, N, K
         {1, 1, 1}, {5, 17, 3}, {6, 16, 256}, {7, 33, 257}, {13, 64, 31}, {64, 32, 200},
         {60, 65, 9}, {300, 40, 300}, {100, 130, 800}, {7, 4100, 257}, {20, 40, 2100}, {13, 70, 3300},
-        {5, 17, 0},
+        {20, 40, 8200}, {13, 70, 9300}, {5, 17, 0},
     };
     Rng rng;
     rng_seed(&rng, 21);

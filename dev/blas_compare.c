@@ -4,15 +4,17 @@
 // one on your machine, on the same shapes, in the same minutes, and checks that both compute the
 // same product. It is not part of ouro.c (which depends on libc, libm and OpenMP only); build it
 // against any CBLAS:
-//     make blas-compare CBLAS="-lopenblas"                   (Debian/Ubuntu: libopenblas-dev)
-//     make blas-compare CBLAS="-I/usr/include/blis -lblis"   (libblis-dev)
-// and run it once per thread count, telling the BLAS the same count as OpenMP:
+//     make blas-compare CBLAS="-lopenblas"     (Debian/Ubuntu: libopenblas-dev)
+//     make blas-compare CBLAS="-lblis"         (libblis-dev)
+// (elsewhere add -I and -L for the library's cblas.h and .so), and run it once per thread count,
+// telling the BLAS the same count as OpenMP:
 //     for t in 1 2; do OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t BLIS_NUM_THREADS=$t ./blas_compare; done
 //
-// Each shape is timed as `make bench` times it (operands where the model keeps them, C overwritten),
-// in ROUNDS rounds of: ours, then the BLAS, each a run of calls of at least 1 GFLOP in all. Before
-// each run the program sleeps 0.2 s: OpenMP's threads and a BLAS's own (OpenBLAS's pthreads) spin
-// for a while after a call, and a pool still spinning would slow the other one down. Medians.
+// Each shape's operands are allocated as `make bench` allocates them (where the model keeps them),
+// C is overwritten, and the two take ROUNDS turns: ours, then the BLAS, each a run of calls of at
+// least 1 GFLOP in all (after one untimed call). Before each run the program sleeps 0.2 s:
+// OpenMP's threads and a BLAS's own (OpenBLAS's pthreads) spin for a while after a call, and a
+// pool still spinning would slow the other one down. Medians.
 #ifdef OURO_DOUBLE
 #error "blas_compare compares float products (sgemm): build it without OURO_DOUBLE"
 #endif
