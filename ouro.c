@@ -633,7 +633,7 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     int depth = round_up((K + parts - 1) / parts, KC);   // whole KC groups, the last part shorter
     parts = (K + depth - 1) / depth;
     size_t size = (size_t)M * N;
-    real *partial = alloc_panel((size_t)(parts - 1) * size);   // parts 1.. (part 0 goes into C)
+    real *partial = alloc_panel((size_t)(parts - 1) * size);   // (parts - 1, M, N): parts 1.. (part 0 goes into C)
     // Part p: C (or partial p - 1) = or += op(A)[:, k0:k0+kp] op(B)[k0:k0+kp, :], each part
     // computed alone (when the threads divide the parts evenly) or on all threads in turn.
     // Same sums either way.
@@ -647,12 +647,13 @@ void matmul(real *C, int ldc, const real *A, int lda, int transA,
     }
     // C += partial 1, 2, ... in that order, rows split over the threads
     #pragma omp parallel for num_threads(threads) if (threads > 1)
-    for (int i = 0; i < M; i++)
+    for (int i = 0; i < M; i++) {
+        real *c = C + (size_t)i * ldc;
         for (int p = 1; p < parts; p++) {
-            real *c = C + (size_t)i * ldc;
             const real *q = partial + (size_t)(p - 1) * size + (size_t)i * N;
             for (int j = 0; j < N; j++) c[j] += q[j];
         }
+    }
     free(partial);
 }
 
